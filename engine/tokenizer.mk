@@ -1,0 +1,1 @@
+# engine/: tokenizer and chat templates (sources join libengine.a).

@@ -1,0 +1,4 @@
+# kernels/: FP8 codec, reductions; reference C + AVX-512 (own library for its flags).
+noinst_LIBRARIES += kernels/libkernels.a
+kernels_libkernels_a_SOURCES = kernels/kernels.h kernels/kn_base.h kernels/kn_base.c
+KN_ISA_LIBS =

@@ -1,0 +1,1 @@
+# kernels/: forward-pass math (matmul, norms, rope, softmax).
