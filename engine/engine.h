@@ -2,4 +2,5 @@
 #ifndef FP8D_ENGINE_H
 #define FP8D_ENGINE_H
 #include "quant/quant.h"
+#include "engine/tokenizer.h"
 #endif
