@@ -14,7 +14,7 @@
 /* The variants.  kn__ops_ref is always present; kn__ops_avx512 only when
  * configure found a compiler for it (HAVE_KN_AVX512). */
 extern const kn_ops kn__ops_ref;
-#if defined(HAVE_KN_AVX512) && defined(KN_AVX512_READY)
+#ifdef HAVE_KN_AVX512
 extern const kn_ops kn__ops_avx512;
 #endif
 

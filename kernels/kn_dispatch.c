@@ -13,7 +13,7 @@
 /* Index 0 is the reference (tests rely on it); faster variants follow. */
 static const kn_ops *const kVariants[] = {
     &kn__ops_ref,
-#if defined(HAVE_KN_AVX512) && defined(KN_AVX512_READY)
+#ifdef HAVE_KN_AVX512
     &kn__ops_avx512,
 #endif
 };
@@ -36,7 +36,7 @@ bool kn_variant_usable(const kn_ops *ops)
 {
     if (ops == &kn__ops_ref)
         return true;
-#if defined(HAVE_KN_AVX512) && defined(KN_AVX512_READY)
+#ifdef HAVE_KN_AVX512
     if (ops == &kn__ops_avx512)
         return kn__cpu_has_avx512();
 #endif
