@@ -16,3 +16,28 @@ kernels_libkn_avx512_a_SOURCES = kernels/kn_avx512.c kernels/kn_codec-int.h
 kernels_libkn_avx512_a_CFLAGS  = $(AM_CFLAGS) $(KN_AVX512_FLAGS)
 KN_ISA_LIBS += kernels/libkn_avx512.a kernels/libkernels.a
 endif
+
+# Tests of the codec.  check_kernels runs in 'make check' on the compact
+# vectors in tests/data/fp8; conf_fp8 runs the full sets in
+# ../shared/testdata/fp8 under 'make conformance'.  tests/tests.mk sets
+# CONFORMANCE_TESTS with '=' after this file is included, so appending to
+# it here is an automake error (and would be overwritten): conf_fp8 hooks
+# into that target through a prerequisite instead.
+if HAVE_CHECK
+check_PROGRAMS += tests/check_kernels tests/conf_fp8
+TESTS += tests/check_kernels
+tests_check_kernels_SOURCES = tests/check_kernels.c tests/fp8_vectors.c tests/fp8_vectors.h
+tests_check_kernels_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_kernels_LDADD   = $(KN_LIBS) $(CHECK_LIBS) $(DEP_LIBS)
+tests_conf_fp8_SOURCES = tests/conf_fp8.c tests/fp8_vectors.c tests/fp8_vectors.h
+tests_conf_fp8_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_conf_fp8_LDADD   = $(KN_LIBS) $(CHECK_LIBS) $(DEP_LIBS)
+conformance-kernels: tests/conf_fp8
+	@echo "== tests/conf_fp8"; $(AM_TESTS_ENVIRONMENT) ./tests/conf_fp8
+else
+conformance-kernels:
+	@echo "SKIP: tests/conf_fp8 needs check (libcheck), not found by configure"
+endif
+conformance: conformance-kernels
+
+.PHONY: conformance-kernels
