@@ -41,3 +41,8 @@ endif
 conformance: conformance-kernels
 
 .PHONY: conformance-kernels
+
+# fp8ctl cast against hand-derived bytes (needs server/fp8ctl, built by
+# 'make all' before 'make check' runs its tests).
+TESTS      += tests/fp8ctl_cast.sh
+EXTRA_DIST += tests/fp8ctl_cast.sh
