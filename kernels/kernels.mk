@@ -46,3 +46,16 @@ conformance: conformance-kernels
 # 'make all' before 'make check' runs its tests).
 TESTS      += tests/fp8ctl_cast.sh
 EXTRA_DIST += tests/fp8ctl_cast.sh
+
+# 'make bench': the codec's GB/s per variant beside read/copy bandwidth.
+# tests/tests.mk sets BENCH_TESTS and EXTRA_PROGRAMS with '=' after this
+# file (see above), so bench_codec is a check program (built, never run,
+# by 'make check') and hooks into 'bench' through a prerequisite.
+check_PROGRAMS += tests/bench_codec
+tests_bench_codec_SOURCES = tests/bench_codec.c
+tests_bench_codec_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS)
+tests_bench_codec_LDADD   = $(KN_LIBS) $(DEP_LIBS)
+bench: bench-kernels
+bench-kernels: tests/bench_codec
+	@echo "== tests/bench_codec"; ./tests/bench_codec
+.PHONY: bench-kernels
