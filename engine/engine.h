@@ -1,6 +1,256 @@
-/* engine.h: models and the engine thread (placeholder until the model engine lands). */
+/* engine.h: models and the forward pass (the one public header of engine/).
+ *
+ * Main objects:
+ *   eng_st_file  a set of mapped, validated safetensors files (one file or
+ *                the shards of model.safetensors.index.json); read-only.
+ *   eng_model    a loaded Hugging Face decoder (Llama, Mistral, Qwen2,
+ *                Qwen3): config, weights in their stored precision, RoPE
+ *                tables, scratch space for one forward call at a time.
+ *   eng_seq      one sequence's KV cache (its positions 0..n_past).
+ *   eng_sampler  sampling parameters plus the RNG state of one request.
+ *
+ * Threads: nothing here keeps global mutable state.  An eng_model may be
+ * used by one thread at a time (the engine thread): eng_forward writes the
+ * model's scratch buffers and opens its OpenMP team.  eng_seq and
+ * eng_sampler belong to whoever created them.  Loading may happen on any
+ * thread.
+ *
+ * Errors: negative errno or ENG_E_* (below); functions that can fail on
+ * data take (char *err, size_t errlen) and write one sentence naming the
+ * file, tensor or field and the fault.
+ */
 #ifndef FP8D_ENGINE_H
 #define FP8D_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "quant/quant.h"
 #include "engine/tokenizer.h"
+
+/* ---- errors -------------------------------------------------------- */
+
+#define ENG_ERROR_LIST(X)                                                    \
+    X(ENG_E_FORMAT,      -3001, "model file is malformed")                   \
+    X(ENG_E_UNSUPPORTED, -3002, "model architecture or option not supported") \
+    X(ENG_E_CONTEXT,     -3003, "sequence does not fit its context")
+
+enum eng_error {
+#define ENG_ERR_ENUM_(name, val, msg) name = (val),
+    ENG_ERROR_LIST(ENG_ERR_ENUM_)
+#undef ENG_ERR_ENUM_
+};
+
+/* Static message for rc; codes outside -3000s go down to kn_strerror. */
+const char *eng_strerror(int rc);
+
+/* ---- safetensors ---------------------------------------------------- */
+
+/* Element types of the safetensors format (model-formats.md §1.3).
+ * Stable numbering: append only. */
+typedef enum eng_dtype {
+    ENG_DT_BOOL = 0, ENG_DT_U8, ENG_DT_I8, ENG_DT_I16, ENG_DT_U16,
+    ENG_DT_F16, ENG_DT_BF16, ENG_DT_I32, ENG_DT_U32, ENG_DT_F32,
+    ENG_DT_F64, ENG_DT_I64, ENG_DT_U64, ENG_DT_C64,
+    ENG_DT_F8_E4M3, ENG_DT_F8_E5M2, ENG_DT_F8_E4M3FNUZ, ENG_DT_F8_E5M2FNUZ,
+    ENG_DT_F8_E8M0,
+    ENG_DT_COUNT
+} eng_dtype;
+
+const char *eng_dtype_name(eng_dtype dt);   /* "BF16" */
+size_t      eng_dtype_size(eng_dtype dt);   /* bytes per element */
+
+#define ENG_MAX_DIMS 8
+#define ENG_ST_MAX_HEADER 100000000u        /* reference MAX_HEADER_SIZE */
+
+/* One tensor of a mapped file.  Borrowed from its eng_st_file: valid until
+ * eng_st_close.  data is aligned to the element size (copied at open when
+ * the file placed it unaligned). */
+typedef struct eng_tensor {
+    const char *name;
+    const char *file;                 /* path of the file that holds it */
+    eng_dtype   dtype;
+    int         n_dims;
+    int64_t     shape[ENG_MAX_DIMS];
+    size_t      n_elem;
+    size_t      size;                 /* bytes */
+    const void *data;
+} eng_tensor;
+
+typedef struct eng_st_file eng_st_file;
+
+/* Maps and validates one .safetensors file (every rule of
+ * model-formats.md §1.4).  Returns 0, -errno for I/O, ENG_E_FORMAT for a
+ * malformed file (err names the file, the tensor and the fault).
+ * Free with eng_st_close.  Thread: any. */
+int eng_st_open(eng_st_file **out, const char *path, char *err, size_t errlen);
+
+/* Opens dir/model.safetensors, or else the shards listed by
+ * dir/model.safetensors.index.json, as one set. */
+int eng_st_open_dir(eng_st_file **out, const char *dir, char *err, size_t errlen);
+
+void eng_st_close(eng_st_file *f);                           /* NULL ok */
+size_t eng_st_count(const eng_st_file *f);
+const eng_tensor *eng_st_at(const eng_st_file *f, size_t i); /* sorted by name */
+const eng_tensor *eng_st_find(const eng_st_file *f, const char *name); /* NULL: absent */
+
+/* ---- model configuration -------------------------------------------- */
+
+typedef enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_MISTRAL, ENG_ARCH_QWEN2, ENG_ARCH_QWEN3 } eng_arch;
+
+typedef enum eng_rope_type {
+    ENG_ROPE_DEFAULT, ENG_ROPE_LINEAR, ENG_ROPE_DYNAMIC, ENG_ROPE_LLAMA3, ENG_ROPE_YARN
+} eng_rope_type;
+
+/* Everything in config.json that changes the forward pass (§2.1). */
+typedef struct eng_model_config {
+    eng_arch arch;
+    char     arch_name[48];          /* "LlamaForCausalLM" */
+    int      vocab_size, dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_size;
+    int      max_pos;                /* max_position_embeddings */
+    float    rms_eps;
+    bool     tie_embeddings, attn_bias, attn_out_bias, mlp_bias, qk_norm;
+    /* RoPE */
+    eng_rope_type rope_type;
+    double   rope_theta, rope_factor, rope_low_freq, rope_high_freq;
+    int      rope_orig_max_pos;
+    double   rope_beta_fast, rope_beta_slow, rope_attn_factor; /* attn_factor < 0: derive */
+    double   rope_mscale, rope_mscale_all_dim;
+    bool     rope_truncate;
+    float    partial_rotary;         /* fraction of head_size rotated */
+    /* sliding window: window > 0 and layer_sliding[i] for the layers that use it */
+    int      sliding_window;
+    uint8_t  *layer_sliding;         /* [n_layers], owned by the config */
+    int32_t  bos_id;                 /* -1 if absent */
+} eng_model_config;
+
+/* Parses dir/config.json.  An architecture, activation or option we do
+ * not support is refused by name (ENG_E_UNSUPPORTED); a missing or
+ * ill-typed field gives ENG_E_FORMAT naming it.  Release with
+ * eng_model_config_cleanup.  Thread: any. */
+int  eng_model_config_load(eng_model_config *cfg, const char *path, char *err, size_t errlen);
+/* The same from a JSON text (tests, other containers); path names it in errors. */
+int  eng_model_config_parse(eng_model_config *cfg, const char *json, size_t len,
+                            const char *path, char *err, size_t errlen);
+void eng_model_config_cleanup(eng_model_config *cfg);
+
+/* ---- models ------------------------------------------------------------ */
+
+typedef struct eng_model eng_model;
+
+typedef struct eng_model_opts {
+    int         n_threads;   /* OpenMP team of eng_forward; 0 = omp default */
+    const char *kernels;     /* force a kn_math variant ("ref"); NULL = best */
+} eng_model_opts;
+
+void eng_model_opts_default(eng_model_opts *o);
+
+/* Loads config.json and the weights of dir (mapped read-only; BF16/F16
+ * linear weights stay in their stored precision).  Every tensor the
+ * architecture needs must be present with the right shape and a float
+ * dtype; unknown leftover tensors are an error.  Free with eng_model_free.
+ * Thread: any. */
+int  eng_model_load(eng_model **out, const char *dir, const eng_model_opts *opts,
+                    char *err, size_t errlen);
+void eng_model_free(eng_model *m);
+/* Borrowed; valid until eng_model_free. */
+const eng_model_config *eng_model_get_config(const eng_model *m);
+
+/* Module names follow state-dict paths ("model.layers.3.self_attn.q_proj",
+ * "lm_head"): the per-Linear hook point the FP8 work attaches to. */
+size_t      eng_model_n_linears(const eng_model *m);
+const char *eng_model_linear_name(const eng_model *m, size_t i);
+
+/* ---- sequences and the forward pass ---------------------------------- */
+
+typedef struct eng_seq eng_seq;
+
+/* A KV cache for up to n_ctx positions (n_ctx <= max_position_embeddings
+ * unless RoPE scaling allows more; 0 = max_position_embeddings).
+ * Returns NULL when out of memory or n_ctx is out of range. */
+eng_seq *eng_seq_new(const eng_model *m, size_t n_ctx);
+void     eng_seq_free(eng_seq *s);
+size_t   eng_seq_len(const eng_seq *s);        /* positions already cached */
+size_t   eng_seq_ctx(const eng_seq *s);
+/* Forgets positions >= n (n <= len): rewind or reset (n = 0). */
+void     eng_seq_truncate(eng_seq *s, size_t n);
+
+/* One sequence's share of a batch: n_tokens new tokens appended at
+ * positions len..len+n_tokens-1 of seq.  Logits (f32, vocab per row) are
+ * written to logits for every new token when all_logits, else for the
+ * last one only; logits NULL computes none (prefill for the cache only). */
+typedef struct eng_batch_item {
+    eng_seq       *seq;
+    const int32_t *tokens;
+    size_t         n_tokens;
+    bool           all_logits;
+    float         *logits;
+} eng_batch_item;
+
+/* Runs the model over every item at once (prefill and decode share this
+ * path; each item has its own cache, no item sees another's tokens).
+ * On success every seq grew by its n_tokens.  On error no seq changed:
+ * ENG_E_CONTEXT (a sequence would overflow its n_ctx), -EINVAL (token id
+ * out of range, same seq twice), -ENOMEM.  Thread: one caller per model. */
+int eng_forward(eng_model *m, eng_batch_item *items, size_t n_items,
+                char *err, size_t errlen);
+
+/* ---- sampling ---------------------------------------------------------- */
+
+typedef struct eng_sample_params {
+    float    temperature;   /* <= 0: greedy (argmax, first maximum) */
+    int      top_k;         /* <= 0: off */
+    float    top_p;         /* >= 1: off */
+    float    min_p;         /* <= 0: off; keep p >= min_p * p_max */
+    uint64_t seed;
+} eng_sample_params;
+
+void eng_sample_params_default(eng_sample_params *p);  /* greedy, filters off, seed 0 */
+
+typedef struct eng_sampler eng_sampler;
+
+/* Copies p; NULL when out of memory or p is invalid (NaN, negative). */
+eng_sampler *eng_sampler_new(const eng_sample_params *p, size_t n_vocab);
+void         eng_sampler_free(eng_sampler *s);
+/* Picks a token from logits[0..n_vocab) (not modified).  Same params,
+ * seed and logits give the same sequence of ids. */
+int32_t      eng_sampler_sample(eng_sampler *s, const float *logits);
+
+/* ---- generation (fp8ctl; the server batches through eng_forward) ------ */
+
+/* Declared again here (C11 allows it) so this header stands alone while
+ * engine/tokenizer.h grows. */
+typedef struct eng_tokenizer eng_tokenizer;
+
+typedef struct eng_gen_params {
+    eng_sample_params sample;
+    int          max_tokens;           /* > 0 */
+    const char  *const *stop;          /* stop strings, n_stop of them (borrowed) */
+    size_t       n_stop;
+    bool         ignore_eos;
+} eng_gen_params;
+
+void eng_gen_params_default(eng_gen_params *p);
+
+typedef enum eng_stop_reason { ENG_STOP_LENGTH, ENG_STOP_EOS, ENG_STOP_STRING, ENG_STOP_CALLBACK } eng_stop_reason;
+
+/* Called with each new id and the text it completed (possibly empty while
+ * a UTF-8 character is incomplete); return nonzero to stop. */
+typedef int (*eng_token_cb)(int32_t id, const char *text, size_t len, void *ud);
+
+/* Prefills prompt (ids as given: the caller adds BOS), then samples up to
+ * max_tokens, stopping after an EOS id of tok or when the text contains a
+ * stop string (the text is cut before it; *out_text holds the generated
+ * text, malloc'd, caller frees).  tok may be NULL (no text, no stop
+ * strings, no EOS).  Thread: one caller per model. */
+int eng_generate(eng_model *m, const eng_tokenizer *tok, const int32_t *prompt,
+                 size_t n_prompt, const eng_gen_params *p, eng_token_cb cb, void *ud,
+                 int32_t **out_ids, size_t *n_out, char **out_text, size_t *text_len,
+                 eng_stop_reason *reason, char *err, size_t errlen);
+
+/* Byte offset of the first stop string inside text[0..len), or -1.
+ * (Pure helper, exposed for tests and the server's stream filter.) */
+long eng_stop_find(const char *text, size_t len, const char *const *stop, size_t n_stop);
+
 #endif

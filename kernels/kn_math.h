@@ -1,6 +1,52 @@
 /* kn_math.h: forward-pass math kernels (included by kernels/kernels.h;
- * include that, not this). */
+ * include that, not this).
+ *
+ * The linear kernel comes in variants behind kn_math_ops (a C reference,
+ * the specification, and AVX-512); the caller keeps the table it chose, so
+ * nothing here holds global state.  Kernels never open parallel regions:
+ * the engine splits the output rows [n0, n1) between its threads.  All
+ * activations are f32; weights stay in their stored precision and are
+ * widened exactly (BF16 bits << 16, F16 per IEEE) inside the kernel.
+ * Thread: any; buffers belong to the caller.
+ */
 #ifndef FP8D_KN_MATH_H
 #define FP8D_KN_MATH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+typedef enum kn_wtype { KN_W_F32 = 0, KN_W_BF16 = 1, KN_W_F16 = 2 } kn_wtype;
+
+typedef struct kn_math_ops {
+    const char *name;   /* "ref", "avx512" */
+    /* y[m*ldy + n] = sum_k x[m*ldx + k] * W[n*K + k] (+ bias[n]) for
+     * m in [0, M), n in [n0, n1).  W: [N, K] row-major of type wt; bias
+     * [N] or NULL.  f32 accumulation; the order of the sum is the
+     * variant's (results agree to rounding, not bit for bit). */
+    void (*linear)(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                   const void *w, kn_wtype wt, size_t K, size_t n0, size_t n1,
+                   const float *bias);
+    float (*dot)(const float *a, const float *b, size_t n);
+    void  (*axpy)(float *y, float a, const float *x, size_t n);  /* y += a * x */
+} kn_math_ops;
+
+int                kn_math_variant_count(void);        /* 0 = ref */
+const kn_math_ops *kn_math_variant(int i);
+bool               kn_math_usable(const kn_math_ops *ops);
+/* The fastest usable variant, or the one named (NULL = best); NULL when
+ * the name is unknown or the variant cannot run on this CPU. */
+const kn_math_ops *kn_math_select(const char *name);
+
+/* Scalar-path helpers (exact conversions; f32 math in the obvious order). */
+float kn_bf16_to_f32(uint16_t h);
+float kn_f16_to_f32(uint16_t h);
+void  kn_widen(float *dst, const void *src, kn_wtype wt, size_t n);
+/* y = w * x / sqrt(mean(x^2) + eps); mean accumulated in double.  y may be x. */
+void  kn_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps);
+void  kn_softmax(float *x, size_t n);                  /* in place, max-subtracted */
+void  kn_silu_mul(float *g, const float *u, size_t n); /* g = silu(g) * u */
+/* Rotate-half RoPE on x[0..rot): x[i], x[i+rot/2] by cos[i], sin[i]. */
+void  kn_rope_half(float *x, const float *cos, const float *sin, size_t rot);
 
 #endif

@@ -1,0 +1,86 @@
+/* engine-int.h: structures shared by the files of engine/ (never included
+ * from outside engine/).  Shapes follow llama2.c's words: dim, hidden_dim,
+ * n_heads, n_kv_heads, head_size; weights are [out, in] row-major as in the
+ * Hugging Face state dict. */
+#ifndef FP8D_ENGINE_INT_H
+#define FP8D_ENGINE_INT_H
+
+#include "engine/engine.h"
+#include "kernels/kernels.h"
+
+#define ENG_LOG(lvl, ...) \
+    do { if (kn_log_enabled(lvl)) kn_log((lvl), "engine", __VA_ARGS__); } while (0)
+
+/* One nn.Linear: the hook point for FP8 (issue 5 hangs a quantizer state
+ * on it by name).  y[n_out] = x[n_in] . W^T (+ bias). */
+typedef struct eng_linear {
+    char        name[64];    /* state-dict path without ".weight" */
+    const void *w;           /* [n_out, n_in], stored precision, borrowed from the map */
+    kn_wtype    wtype;
+    const float *bias;       /* [n_out] widened to f32 (owned by the model), or NULL */
+    int         n_in, n_out;
+    void       *fp8;         /* FP8 state, NULL until issue 5 */
+} eng_linear;
+
+typedef struct eng_layer {
+    const float *attn_norm;         /* [dim] */
+    const float *ffn_norm;          /* [dim] */
+    const float *q_norm, *k_norm;   /* [head_size], Qwen3 only, else NULL */
+    eng_linear   q, k, v, o;        /* q: [n_heads*hs, dim]; k,v: [n_kv*hs, dim]; o: [dim, n_heads*hs] */
+    eng_linear   gate, up, down;    /* gate,up: [hidden_dim, dim]; down: [dim, hidden_dim] */
+    int          window;            /* sliding window in keys (0 = full attention) */
+} eng_layer;
+
+/* Scratch for one eng_forward call, grown (outside the layer loop) to the
+ * largest batch seen. */
+typedef struct eng_scratch {
+    size_t cap_rows;
+    float *x;        /* [rows, dim] residual stream */
+    float *xb;       /* [rows, dim] normed input */
+    float *q;        /* [rows, n_heads*hs] */
+    float *k, *v;    /* [rows, n_kv*hs] */
+    float *att_out;  /* [rows, n_heads*hs] */
+    float *hb, *hb2; /* [rows, hidden_dim] */
+    float *att;      /* [n_threads, max_ctx] attention scores */
+    size_t att_cap;
+    int   *row_pos;  /* [rows] absolute position of each row */
+    int   *row_item; /* [rows] batch item of each row */
+} eng_scratch;
+
+struct eng_model {
+    eng_model_config cfg;
+    eng_st_file     *st;
+    const kn_math_ops *ops;
+    int              n_threads;
+    const void      *embed;        /* [vocab, dim], stored precision */
+    kn_wtype         embed_type;
+    eng_layer       *layers;       /* [n_layers] */
+    const float     *final_norm;   /* [dim] */
+    eng_linear       lm_head;      /* W = embed when tied */
+    eng_linear     **linears;      /* every Linear, in state-dict order */
+    size_t           n_linears;
+    int              rot_dim;      /* rotated dims of a head (partial rotary) */
+    float           *inv_freq;     /* [rot_dim/2] */
+    float            attn_factor;  /* multiplies cos and sin (yarn) */
+    float          **f32_bufs;     /* widened norm weights and biases (owned) */
+    size_t           n_f32_bufs;
+    eng_scratch      s;
+};
+
+struct eng_seq {
+    const eng_model *m;
+    size_t n_ctx, len;
+    size_t kv_dim;        /* n_kv_heads * head_size */
+    float *k, *v;         /* [n_layers][n_ctx][kv_dim], keys after RoPE */
+};
+
+/* rope.c: inverse frequencies and attention factor for cfg (§2.4-2.5). */
+int eng__rope_init(eng_model *m, char *err, size_t errlen);
+/* cos/sin of position pos for the model's rot_dim/2 frequencies. */
+void eng__rope_cos_sin(const eng_model *m, int pos, float *cos_out, float *sin_out);
+
+/* forward.c */
+int  eng__scratch_reserve(eng_model *m, size_t rows, size_t max_ctx);
+void eng__scratch_free(eng_scratch *s);
+
+#endif

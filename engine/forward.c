@@ -1,0 +1,309 @@
+/* forward.c: the decoder forward pass over a batch of sequences
+ * (model-formats.md §2.3), llama2.c-readable.
+ *
+ * All new tokens of all batch items are stacked into one matrix of rows,
+ * so every Linear runs once per layer over the whole batch (prefill of
+ * many tokens and one-token decode are the same code).  Attention is the
+ * only step that looks at sequences: a row attends to its own sequence's
+ * cache up to its own position.  Activations, norms, RoPE and softmax are
+ * f32; weights are widened inside the kernels.  OpenMP lives here only:
+ * the kernels get ranges of output rows.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine-int.h"
+
+/* Output rows per OpenMP chunk of a Linear: a multiple of the kernel's
+ * 4-row tile, small enough that decode (one input row) splits evenly. */
+#define LIN_CHUNK 16
+
+static int n_threads_of(const eng_model *m)
+{
+    return m->n_threads > 0 ? m->n_threads : omp_get_max_threads();
+}
+
+void eng__scratch_free(eng_scratch *s)
+{
+    kn_free(s->x);
+    kn_free(s->xb);
+    kn_free(s->q);
+    kn_free(s->k);
+    kn_free(s->v);
+    kn_free(s->att_out);
+    kn_free(s->hb);
+    kn_free(s->hb2);
+    kn_free(s->att);
+    free(s->row_pos);
+    free(s->row_item);
+    memset(s, 0, sizeof(*s));
+}
+
+int eng__scratch_reserve(eng_model *m, size_t rows, size_t max_ctx)
+{
+    eng_scratch *s = &m->s;
+    const eng_model_config *c = &m->cfg;
+    size_t qd = (size_t)c->n_heads * c->head_size, kvd = (size_t)c->n_kv_heads * c->head_size;
+    size_t nt = (size_t)n_threads_of(m), att = nt * (max_ctx + 16);
+
+    if (rows > s->cap_rows) {
+        eng_scratch ns = {0};
+        ns.att = s->att;
+        ns.att_cap = s->att_cap;
+        eng_scratch old = *s;
+        old.att = NULL;
+        eng__scratch_free(&old);
+        ns.cap_rows = rows;
+        ns.x = kn_alloc(rows * c->dim * sizeof(float));
+        ns.xb = kn_alloc(rows * c->dim * sizeof(float));
+        ns.q = kn_alloc(rows * qd * sizeof(float));
+        ns.k = kn_alloc(rows * kvd * sizeof(float));
+        ns.v = kn_alloc(rows * kvd * sizeof(float));
+        ns.att_out = kn_alloc(rows * qd * sizeof(float));
+        ns.hb = kn_alloc(rows * c->hidden_dim * sizeof(float));
+        ns.hb2 = kn_alloc(rows * c->hidden_dim * sizeof(float));
+        ns.row_pos = malloc(rows * sizeof(int));
+        ns.row_item = malloc(rows * sizeof(int));
+        *s = ns;
+        if (!ns.x || !ns.xb || !ns.q || !ns.k || !ns.v || !ns.att_out || !ns.hb || !ns.hb2 ||
+            !ns.row_pos || !ns.row_item) {
+            eng__scratch_free(s);
+            return -ENOMEM;
+        }
+    }
+    if (att > s->att_cap) {
+        kn_free(s->att);
+        s->att_cap = 0;
+        if ((s->att = kn_alloc(att * sizeof(float))) == NULL)
+            return -ENOMEM;
+        s->att_cap = att;
+    }
+    return 0;
+}
+
+/* y[rows, ldy] = x[rows, ldx] . W^T (+b), output rows split across threads. */
+static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
+                       size_t rows, const eng_linear *l)
+{
+    const kn_math_ops *ops = m->ops;
+    long n_chunks = (l->n_out + LIN_CHUNK - 1) / LIN_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+    for (long ch = 0; ch < n_chunks; ch++) {
+        size_t n0 = (size_t)ch * LIN_CHUNK, n1 = n0 + LIN_CHUNK;
+        if (n1 > (size_t)l->n_out)
+            n1 = (size_t)l->n_out;
+        ops->linear(y, ldy, x, ldx, rows, l->w, l->wtype, (size_t)l->n_in, n0, n1, l->bias);
+    }
+}
+
+static void par_rmsnorm(const eng_model *m, float *y, const float *x, const float *w, size_t rows)
+{
+    size_t d = (size_t)m->cfg.dim;
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+    for (size_t r = 0; r < rows; r++)
+        kn_rmsnorm(y + r * d, x + r * d, w, d, m->cfg.rms_eps);
+}
+
+/* Qwen3 q/k norm, then RoPE at each row's position, on q and k in place. */
+static void qk_rotate(const eng_model *m, const eng_layer *L, size_t rows)
+{
+    const eng_model_config *c = &m->cfg;
+    const eng_scratch *s = &m->s;
+    size_t hs = (size_t)c->head_size;
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+    for (size_t r = 0; r < rows; r++) {
+        float cs[512], sn[512];   /* rot_dim/2 <= head_size/2 <= 2048: checked at load */
+        float *q = s->q + r * c->n_heads * hs, *k = s->k + r * c->n_kv_heads * hs;
+        eng__rope_cos_sin(m, s->row_pos[r], cs, sn);
+        for (int h = 0; h < c->n_heads; h++) {
+            if (L->q_norm)
+                kn_rmsnorm(q + h * hs, q + h * hs, L->q_norm, hs, c->rms_eps);
+            kn_rope_half(q + h * hs, cs, sn, (size_t)m->rot_dim);
+        }
+        for (int h = 0; h < c->n_kv_heads; h++) {
+            if (L->k_norm)
+                kn_rmsnorm(k + h * hs, k + h * hs, L->k_norm, hs, c->rms_eps);
+            kn_rope_half(k + h * hs, cs, sn, (size_t)m->rot_dim);
+        }
+    }
+}
+
+/* Appends this layer's new keys and values to each item's cache. */
+static void cache_store(const eng_model *m, int layer, const eng_batch_item *items,
+                        size_t n_items)
+{
+    const eng_scratch *s = &m->s;
+    size_t r = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        eng_seq *q = items[i].seq;
+        size_t kvd = q->kv_dim, base = (size_t)layer * q->n_ctx * kvd;
+        memcpy(q->k + base + q->len * kvd, s->k + r * kvd, items[i].n_tokens * kvd * sizeof(float));
+        memcpy(q->v + base + q->len * kvd, s->v + r * kvd, items[i].n_tokens * kvd * sizeof(float));
+        r += items[i].n_tokens;
+    }
+}
+
+/* Causal (optionally sliding-window) GQA attention for every (row, head). */
+static void attention(const eng_model *m, int layer, const eng_layer *L,
+                      const eng_batch_item *items, size_t rows)
+{
+    const eng_model_config *c = &m->cfg;
+    const eng_scratch *s = &m->s;
+    const kn_math_ops *ops = m->ops;
+    size_t hs = (size_t)c->head_size, qd = (size_t)c->n_heads * hs;
+    int group = c->n_heads / c->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t att_stride = s->att_cap / (size_t)n_threads_of(m);
+    long n_work = (long)(rows * (size_t)c->n_heads);
+
+#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_of(m))
+    for (long wi = 0; wi < n_work; wi++) {
+        size_t r = (size_t)wi / c->n_heads;
+        int h = (int)(wi % c->n_heads), g = h / group;
+        const eng_seq *q = items[s->row_item[r]].seq;
+        size_t kvd = q->kv_dim, base = (size_t)layer * q->n_ctx * kvd;
+        const float *kc = q->k + base + g * hs, *vc = q->v + base + g * hs;
+        const float *qv = s->q + r * qd + h * hs;
+        float *out = s->att_out + r * qd + h * hs;
+        float *att = s->att + (size_t)omp_get_thread_num() * att_stride;
+        size_t p = (size_t)s->row_pos[r], t0 = 0;
+
+        if (L->window > 0 && p + 1 > (size_t)L->window)
+            t0 = p + 1 - (size_t)L->window;       /* W keys including itself */
+        for (size_t t = t0; t <= p; t++)
+            att[t - t0] = ops->dot(qv, kc + t * kvd, hs) * scale;
+        kn_softmax(att, p + 1 - t0);
+        memset(out, 0, hs * sizeof(float));
+        for (size_t t = t0; t <= p; t++)
+            ops->axpy(out, att[t - t0], vc + t * kvd, hs);
+    }
+}
+
+static void add_rows(const eng_model *m, float *x, const float *d, size_t n)
+{
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+    for (size_t i = 0; i < n; i++)
+        x[i] += d[i];
+}
+
+static void mlp(const eng_model *m, const eng_layer *L, size_t rows)
+{
+    const eng_scratch *s = &m->s;
+    size_t d = (size_t)m->cfg.dim, hd = (size_t)m->cfg.hidden_dim;
+
+    par_rmsnorm(m, s->xb, s->x, L->ffn_norm, rows);
+    par_linear(m, s->hb, hd, s->xb, d, rows, &L->gate);
+    par_linear(m, s->hb2, hd, s->xb, d, rows, &L->up);
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+    for (size_t r = 0; r < rows; r++)
+        kn_silu_mul(s->hb + r * hd, s->hb2 + r * hd, hd);
+    par_linear(m, s->xb, d, s->hb, hd, rows, &L->down);
+    add_rows(m, s->x, s->xb, rows * d);
+}
+
+static void layer_forward(eng_model *m, int li, const eng_batch_item *items, size_t n_items,
+                          size_t rows)
+{
+    const eng_model_config *c = &m->cfg;
+    const eng_layer *L = &m->layers[li];
+    eng_scratch *s = &m->s;
+    size_t d = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_size;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_size;
+
+    par_rmsnorm(m, s->xb, s->x, L->attn_norm, rows);
+    par_linear(m, s->q, qd, s->xb, d, rows, &L->q);
+    par_linear(m, s->k, kvd, s->xb, d, rows, &L->k);
+    par_linear(m, s->v, kvd, s->xb, d, rows, &L->v);
+    qk_rotate(m, L, rows);
+    cache_store(m, li, items, n_items);
+    attention(m, li, L, items, rows);
+    par_linear(m, s->xb, d, s->att_out, qd, rows, &L->o);
+    add_rows(m, s->x, s->xb, rows * d);
+    mlp(m, L, rows);
+}
+
+/* Final norm and lm_head for the rows each item asked logits for. */
+static void logits_out(eng_model *m, const eng_batch_item *items, size_t n_items)
+{
+    eng_scratch *s = &m->s;
+    size_t d = (size_t)m->cfg.dim, V = (size_t)m->cfg.vocab_size, r = 0;
+
+    for (size_t i = 0; i < n_items; i++) {
+        const eng_batch_item *it = &items[i];
+        size_t first = it->all_logits ? r : r + it->n_tokens - 1;
+        size_t n = it->all_logits ? it->n_tokens : 1;
+        r += it->n_tokens;
+        if (it->logits == NULL)
+            continue;
+        par_rmsnorm(m, s->xb + first * d, s->x + first * d, m->final_norm, n);
+        par_linear(m, it->logits, V, s->xb + first * d, d, n, &m->lm_head);
+    }
+}
+
+static int check_batch(const eng_model *m, const eng_batch_item *items, size_t n_items,
+                       size_t *rows, size_t *max_ctx, char *err, size_t errlen)
+{
+    *rows = 0;
+    *max_ctx = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        const eng_batch_item *it = &items[i];
+        if (it->seq == NULL || it->seq->m != m || (it->n_tokens > 0 && it->tokens == NULL)) {
+            kn_errf(err, errlen, "batch item %zu: no sequence of this model or no tokens", i);
+            return -EINVAL;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (items[j].seq == it->seq) {
+                kn_errf(err, errlen, "batch items %zu and %zu share one sequence", j, i);
+                return -EINVAL;
+            }
+        if (it->n_tokens > it->seq->n_ctx - it->seq->len) {
+            kn_errf(err, errlen, "batch item %zu: %zu cached + %zu new tokens exceed the "
+                    "sequence's context of %zu", i, it->seq->len, it->n_tokens, it->seq->n_ctx);
+            return ENG_E_CONTEXT;
+        }
+        for (size_t t = 0; t < it->n_tokens; t++)
+            if (it->tokens[t] < 0 || it->tokens[t] >= m->cfg.vocab_size) {
+                kn_errf(err, errlen, "batch item %zu: token %zu = %d is outside the vocabulary "
+                        "[0, %d)", i, t, (int)it->tokens[t], m->cfg.vocab_size);
+                return -EINVAL;
+            }
+        *rows += it->n_tokens;
+        if (it->seq->len + it->n_tokens > *max_ctx)
+            *max_ctx = it->seq->len + it->n_tokens;
+    }
+    return 0;
+}
+
+int eng_forward(eng_model *m, eng_batch_item *items, size_t n_items, char *err, size_t errlen)
+{
+    eng_scratch *s = &m->s;
+    size_t rows, max_ctx, d = (size_t)m->cfg.dim, r = 0;
+    int rc;
+
+    if ((rc = check_batch(m, items, n_items, &rows, &max_ctx, err, errlen)) < 0)
+        return rc;
+    if (rows == 0)
+        return 0;
+    if ((rc = eng__scratch_reserve(m, rows, max_ctx)) < 0) {
+        kn_errf(err, errlen, "forward: out of memory for %zu rows", rows);
+        return rc;
+    }
+    for (size_t i = 0; i < n_items; i++)
+        for (size_t t = 0; t < items[i].n_tokens; t++, r++) {
+            s->row_pos[r] = (int)(items[i].seq->len + t);
+            s->row_item[r] = (int)i;
+            kn_widen(s->x + r * d, (const char *)m->embed + (size_t)items[i].tokens[t] * d *
+                     (m->embed_type == KN_W_F32 ? 4 : 2), m->embed_type, d);
+        }
+    for (int li = 0; li < m->cfg.n_layers; li++)
+        layer_forward(m, li, items, n_items, rows);
+    logits_out(m, items, n_items);
+    for (size_t i = 0; i < n_items; i++)
+        items[i].seq->len += items[i].n_tokens;
+    return 0;
+}

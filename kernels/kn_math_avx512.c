@@ -1,0 +1,126 @@
+/* kn_math_avx512.c: AVX-512 variant of the linear kernel (and dot/axpy).
+ * Register tiles of 4 input rows x 4 weight rows (16 accumulators) walk K
+ * 16 lanes at a time; BF16 is widened by a 16-bit shift, F16 by vcvtph2ps,
+ * both exact.  Tails of K use masked loads, so any shape works. */
+#include "config.h"
+
+#include <immintrin.h>
+
+#include "kernels/kernels.h"
+
+#define AI static inline __attribute__((always_inline))
+
+AI __m512 wload(const void *w, kn_wtype wt, size_t i, __mmask16 mk)
+{
+    if (wt == KN_W_BF16) {
+        __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    if (wt == KN_W_F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + i));
+    return _mm512_maskz_loadu_ps(mk, (const float *)w + i);
+}
+
+/* y[i][n+j] for i < MR, j < NR; MR, NR and wt are constants after inlining. */
+AI void tile(float *y, size_t ldy, const float *x, size_t ldx, const void *w, kn_wtype wt,
+             size_t K, size_t n, const float *bias, const int MR, const int NR)
+{
+    __m512 acc[4][4], wv[4];
+    size_t k = 0;
+
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    for (; k + 16 <= K; k += 16) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++)
+            wv[j] = wload(w, wt, (n + j) * K + k, 0xFFFF);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            __m512 xv = _mm512_loadu_ps(x + i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++)
+            wv[j] = wload(w, wt, (n + j) * K + k, mk);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mk, x + i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < NR; j++)
+                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++)
+            y[i * ldy + n + j] = _mm512_reduce_add_ps(acc[i][j]) + (bias ? bias[n + j] : 0.0f);
+}
+
+AI void linear_t(float *y, size_t ldy, const float *x, size_t ldx, size_t M, const void *w,
+                 kn_wtype wt, size_t K, size_t n0, size_t n1, const float *bias)
+{
+    size_t n = n0;
+    /* Weight rows outer: a 4-row panel stays in L1 while every input row passes. */
+    for (; n + 4 <= n1; n += 4) {
+        size_t m = 0;
+        for (; m + 4 <= M; m += 4)
+            tile(y + m * ldy, ldy, x + m * ldx, ldx, w, wt, K, n, bias, 4, 4);
+        for (; m < M; m++)
+            tile(y + m * ldy, ldy, x + m * ldx, ldx, w, wt, K, n, bias, 1, 4);
+    }
+    for (; n < n1; n++) {
+        size_t m = 0;
+        for (; m + 4 <= M; m += 4)
+            tile(y + m * ldy, ldy, x + m * ldx, ldx, w, wt, K, n, bias, 4, 1);
+        for (; m < M; m++)
+            tile(y + m * ldy, ldy, x + m * ldx, ldx, w, wt, K, n, bias, 1, 1);
+    }
+}
+
+static void avx_linear(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                       const void *w, kn_wtype wt, size_t K, size_t n0, size_t n1,
+                       const float *bias)
+{
+    switch (wt) {
+    case KN_W_BF16: linear_t(y, ldy, x, ldx, M, w, KN_W_BF16, K, n0, n1, bias); break;
+    case KN_W_F16:  linear_t(y, ldy, x, ldx, M, w, KN_W_F16, K, n0, n1, bias); break;
+    default:        linear_t(y, ldy, x, ldx, M, w, KN_W_F32, K, n0, n1, bias); break;
+    }
+}
+
+static float avx_dot(const float *a, const float *b, size_t n)
+{
+    __m512 acc = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    if (i < n) {
+        __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static void avx_axpy(float *y, float a, const float *x, size_t n)
+{
+    __m512 av = _mm512_set1_ps(a);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mk, x + i),
+                                                          _mm512_maskz_loadu_ps(mk, y + i)));
+    }
+}
+
+const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_dot, avx_axpy};

@@ -1,0 +1,156 @@
+/* kn_math_ref.c: the reference (specification) of the forward-pass math,
+ * the scalar helpers, and variant selection.  Plain C, obvious loop order. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+float kn_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+float kn_f16_to_f32(uint16_t h)
+{
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
+    float f;
+    if (e == 31) {
+        u = s | 0x7F800000u | (m << 13);                /* inf / NaN */
+    } else if (e != 0) {
+        u = s | ((e + 112) << 23) | (m << 13);          /* 112 = 127 - 15 */
+    } else {
+        f = ldexpf((float)m, -24);                      /* subnormal (or zero): exact */
+        return s ? -f : f;
+    }
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+static inline float wload(const void *w, kn_wtype wt, size_t i)
+{
+    switch (wt) {
+    case KN_W_BF16: return kn_bf16_to_f32(((const uint16_t *)w)[i]);
+    case KN_W_F16:  return kn_f16_to_f32(((const uint16_t *)w)[i]);
+    default:        return ((const float *)w)[i];
+    }
+}
+
+void kn_widen(float *dst, const void *src, kn_wtype wt, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = wload(src, wt, i);
+}
+
+static void ref_linear(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                       const void *w, kn_wtype wt, size_t K, size_t n0, size_t n1,
+                       const float *bias)
+{
+    for (size_t m = 0; m < M; m++)
+        for (size_t n = n0; n < n1; n++) {
+            float acc = 0.0f;
+            for (size_t k = 0; k < K; k++)
+                acc += x[m * ldx + k] * wload(w, wt, n * K + k);
+            y[m * ldy + n] = acc + (bias ? bias[n] : 0.0f);
+        }
+}
+
+static float ref_dot(const float *a, const float *b, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += a[i] * b[i];
+    return acc;
+}
+
+static void ref_axpy(float *y, float a, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+void kn_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (size_t i = 0; i < n; i++)
+        y[i] = w[i] * (x[i] * r);
+}
+
+void kn_softmax(float *x, size_t n)
+{
+    float mx = -INFINITY, sum = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+void kn_silu_mul(float *g, const float *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void kn_rope_half(float *x, const float *cos, const float *sin, size_t rot)
+{
+    size_t h = rot / 2;
+    for (size_t i = 0; i < h; i++) {
+        float a = x[i], b = x[i + h];
+        x[i]     = a * cos[i] - b * sin[i];
+        x[i + h] = b * cos[i] + a * sin[i];
+    }
+}
+
+static const kn_math_ops g_ref = {"ref", ref_linear, ref_dot, ref_axpy};
+
+#ifdef HAVE_KN_AVX512
+extern const kn_math_ops kn__math_avx512;
+static const kn_math_ops *const g_variants[] = {&g_ref, &kn__math_avx512};
+#else
+static const kn_math_ops *const g_variants[] = {&g_ref};
+#endif
+
+int kn_math_variant_count(void)
+{
+    return (int)(sizeof(g_variants) / sizeof(g_variants[0]));
+}
+
+const kn_math_ops *kn_math_variant(int i)
+{
+    return i >= 0 && i < kn_math_variant_count() ? g_variants[i] : NULL;
+}
+
+bool kn_math_usable(const kn_math_ops *ops)
+{
+    if (ops == &g_ref)
+        return true;
+    if (ops != NULL && strcmp(ops->name, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    return false;
+}
+
+const kn_math_ops *kn_math_select(const char *name)
+{
+    for (int i = kn_math_variant_count() - 1; i >= 0; i--) {
+        const kn_math_ops *v = g_variants[i];
+        if (name != NULL && strcmp(name, v->name) != 0)
+            continue;
+        if (kn_math_usable(v))
+            return v;
+        if (name != NULL)
+            return NULL;
+    }
+    return NULL;
+}
