@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -367,6 +368,17 @@ int qt_measure_path(const qt_config *c, qt_measure_file which, char *buf, size_t
     if (k < 0 || (size_t)k >= buf_size)
         return -ENAMETOOLONG;
     return k;
+}
+
+qt_mode qt_config_resolve_mode(const qt_config *c)
+{
+    char path[4096];
+
+    if (qt_config_mode(c) != QT_MODE_AUTO)
+        return qt_config_mode(c);
+    if (qt_measure_path(c, QT_FILE_MEASURE, path, sizeof(path)) < 0)
+        return QT_MODE_MEASURE;
+    return access(path, R_OK) == 0 ? QT_MODE_QUANTIZE : QT_MODE_MEASURE;
 }
 
 /* ---------------------------------------------------------------- read */

@@ -329,6 +329,12 @@ float qt_module_measured(const qt_module *m, qt_slot slot, int idx)
     return load_f(&t->maxabs);
 }
 
+uint64_t qt_module_nan_count(const qt_module *m, qt_slot slot, int idx)
+{
+    const qt_tensor *t = slot_tensor_c(m, slot, idx);
+    return t == NULL ? 0 : atomic_load(&t->n_nan);
+}
+
 bool qt_module_was_observed(const qt_module *m)
 {
     for (int i = 0; i < qt_mod_type_inputs(m->type); i++)
@@ -418,12 +424,19 @@ static int act_scale(const qt_module *m, const qt_scale_params *p, qt_slot slot,
     return 0;
 }
 
-int qt_module_compute_scales(qt_module *m, const qt_scale_params *p, const float *w, char *err,
-                             size_t errlen)
+int qt_module_compute_scales(qt_module *m, const qt_scale_params *p_in, const float *w,
+                             char *err, size_t errlen)
 {
     float s[QT_MAX_IN + QT_MAX_OUT];
     int n_degen = 0, rc;
     int n_in = qt_mod_type_inputs(m->type);
+    qt_scale_params pk = *p_in;
+    const qt_scale_params *p = &pk;
+
+    /* INC stores the KV cache in E4M3 whatever fp8_config says (§4.2),
+     * so its scale maps onto E4M3's full scale. */
+    if (m->type == QT_MOD_KV_CACHE)
+        pk.fmt = KN_FP8_E4M3;
 
     if (m->type == QT_MOD_SOFTMAX) {
         /* No input quantization; the output scale comes from the

@@ -348,13 +348,19 @@ int qt_module_observe(qt_module *m, qt_slot slot, int idx, const float *x, size_
 void qt_module_record_amax(qt_module *m, qt_slot slot, int idx, float amax);
 /* Measured per-tensor maxabs; NAN if the slot was never observed. */
 float qt_module_measured(const qt_module *m, qt_slot slot, int idx);
+/* NaN elements seen (and not recorded) by the slot's observer. */
+uint64_t qt_module_nan_count(const qt_module *m, qt_slot slot, int idx);
 bool  qt_module_was_observed(const qt_module *m);
 
 /* QUANTIZE: computes the static descales of every slot with p from the
  * measurements (inputs/outputs) and from the weight tensor w[rows][cols]
  * (Linear; NULL otherwise), per §4.7's table.  QT_E_NO_MEASURE names the
  * module when an activation it needs was never measured (unit_scale needs
- * none).  Returns the number of degenerate tensors given scale 1. */
+ * none).  Every method applies its activation rule to every type (INC 3.0
+ * defines maxabs_pow2 for Linear and Matmul only); KVCache scales always
+ * use E4M3's full scale (the cache is E4M3).  fused SDPA: outputs[1] (the
+ * softmax amax) gets INC's 4th input scale.  Returns the number of
+ * degenerate tensors given scale 1. */
 int qt_module_compute_scales(qt_module *m, const qt_scale_params *p, const float *w,
                              char *err, size_t errlen);
 /* Descales (divisors) of a slot: *n = 1, or rows for per-channel weights
@@ -371,6 +377,11 @@ typedef struct qt_measure qt_measure;
  * rank suffix).  Returns the length or -ENAMETOOLONG. */
 typedef enum qt_measure_file { QT_FILE_MEASURE, QT_FILE_MOD_LIST, QT_FILE_SCALE } qt_measure_file;
 int qt_measure_path(const qt_config *c, qt_measure_file which, char *buf, size_t buf_size);
+
+/* The mode to run at start-up: AUTO becomes QUANTIZE when the measurement
+ * file (QT_FILE_MEASURE) exists and MEASURE otherwise, as INC's AUTO;
+ * other modes are returned as configured.  Thread: engine. */
+qt_mode qt_config_resolve_mode(const qt_config *c);
 
 /* Snapshot of a set's measurements (Mode "DynamicRange"; modules never
  * observed are left out, as INC does).  NULL when out of memory. */

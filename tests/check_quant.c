@@ -878,6 +878,9 @@ static void observe_small(qt_modset *s)
     ck_assert_int_eq(qt_module_observe(sm, QT_SLOT_INPUT, 0, p, 2), 0);
     ck_assert_int_eq(qt_module_observe(sm, QT_SLOT_OUTPUT, 0, y, 2), 0);
     ck_assert_int_eq(qt_module_observe(mm, QT_SLOT_INPUT, 2, b, 2), -EINVAL);
+    const float with_nan[2] = {NAN, 0.5f};
+    ck_assert_int_eq(qt_module_observe(sm, QT_SLOT_INPUT, 0, with_nan, 2), 0);
+    ck_assert_uint_eq(qt_module_nan_count(sm, QT_SLOT_INPUT, 0), 1);
     ck_assert_int_eq(qt_module_observe(q, QT_SLOT_WEIGHT, 0, k_w, 5), -EINVAL);
 }
 
@@ -924,6 +927,18 @@ START_TEST(test_module_measure_and_scales)
     ck_assert_float_eq(sw[1], ldexpf(1.0f, -9));
     ck_assert_ptr_nonnull(qt_module_descales(q, QT_SLOT_OUTPUT, 0, &n));
     ck_assert_uint_eq(n, 2);
+
+    /* KVCache under E5M2: still E4M3's full scale, 12/112 -> 2^-3. */
+    qt_module *kv;
+    ck_assert_int_eq(qt_modset_add(s, "model.layers.0.self_attn.k_cache", QT_MOD_KV_CACHE, 0, 0,
+                                   0, &kv, g_err, sizeof(g_err)), 0);
+    const float kx[2] = {-12.0f, 3.0f};
+    qt_module_observe(kv, QT_SLOT_INPUT, 0, kx, 2);
+    p = params(QT_SM_MAXABS_POW2, QT_DEV_GAUDI3);
+    p.fmt = KN_FP8_E5M2;
+    ck_assert_int_eq(qt_module_compute_scales(kv, &p, NULL, g_err, sizeof(g_err)), 0);
+    ck_assert_float_eq(qt_module_descales(kv, QT_SLOT_INPUT, 0, &n)[0], 0.125f);
+    ck_assert_float_eq(qt_module_descales(kv, QT_SLOT_OUTPUT, 0, &n)[0], 0.125f);
 
     /* A module never measured: error naming it. */
     qt_modset_reset_measurements(s);
@@ -1031,6 +1046,15 @@ START_TEST(test_measure_roundtrip_layout_and_names)
     ck_assert_int_eq(qt_measure_apply(back, s2, false, g_err, sizeof(g_err)), QT_E_NO_MEASURE);
     ck_assert_ptr_nonnull(strstr(g_err, "model.layers.1.self_attn.q_proj"));
     ck_assert_int_eq(qt_measure_apply(back, s2, true, g_err, sizeof(g_err)), 1);
+
+    /* AUTO: the measurement file now exists -> QUANTIZE; elsewhere MEASURE. */
+    ck_assert_int_eq(qt_config_resolve_mode(c), QT_MODE_QUANTIZE);
+    qt_config *c_empty = config_from("{\"dump_stats_path\": \"/nonexistent/m\"}");
+    ck_assert_int_eq(qt_config_resolve_mode(c_empty), QT_MODE_MEASURE);
+    qt_config_free(c_empty);
+    c_empty = config_from("{\"dump_stats_path\": \"/nonexistent/m\", \"mode\": \"QUANTIZE\"}");
+    ck_assert_int_eq(qt_config_resolve_mode(c_empty), QT_MODE_QUANTIZE);
+    qt_config_free(c_empty);
 
     /* mod list */
     qt_measure_path(c, QT_FILE_MOD_LIST, cfg, sizeof(cfg));
@@ -1273,7 +1297,10 @@ START_TEST(test_write_errors_name_path)
     ck_assert_int_eq(qt_measure_write(m, "/nonexistent/deeper/x.json", g_err, sizeof(g_err)),
                      -ENOENT);
     ck_assert_ptr_nonnull(strstr(g_err, "/nonexistent/deeper/x.json"));
-    ck_assert_int_eq(qt_measure_read(&m, "/nonexistent/x.json", g_err, sizeof(g_err)), -ENOENT);
+    qt_measure *none = (qt_measure *)1;
+    ck_assert_int_eq(qt_measure_read(&none, "/nonexistent/x.json", g_err, sizeof(g_err)),
+                     -ENOENT);
+    ck_assert_ptr_null(none);
     ck_assert_ptr_nonnull(strstr(g_err, "/nonexistent/x.json"));
     qt_measure_free(m);
     /* Overwriting an existing file replaces it whole. */
