@@ -22,6 +22,11 @@
 /* Output rows per OpenMP chunk of a Linear: a multiple of the kernel's
  * 4-row tile, small enough that decode (one input row) splits evenly. */
 #define LIN_CHUNK 16
+/* Work (multiply-adds) below which a step runs on one thread: a parallel
+ * region and its barrier cost microseconds unloaded and milliseconds when
+ * the cores are oversubscribed (measured: 2-thread decode of
+ * shakespeare-small fell from 450 to 50 tokens/s on a loaded machine). */
+#define PAR_MIN_WORK (1L << 18)
 
 static int n_threads_of(const eng_model *m)
 {
@@ -92,7 +97,8 @@ static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x,
 {
     const kn_math_ops *ops = m->ops;
     long n_chunks = (l->n_out + LIN_CHUNK - 1) / LIN_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+    long work = (long)rows * l->n_out * l->n_in;
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) if (work >= PAR_MIN_WORK)
     for (long ch = 0; ch < n_chunks; ch++) {
         size_t n0 = (size_t)ch * LIN_CHUNK, n1 = n0 + LIN_CHUNK;
         if (n1 > (size_t)l->n_out)
@@ -104,7 +110,8 @@ static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x,
 static void par_rmsnorm(const eng_model *m, float *y, const float *x, const float *w, size_t rows)
 {
     size_t d = (size_t)m->cfg.dim;
-#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
+    if ((long)(rows * d) >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++)
         kn_rmsnorm(y + r * d, x + r * d, w, d, m->cfg.rms_eps);
 }
@@ -115,7 +122,8 @@ static void qk_rotate(const eng_model *m, const eng_layer *L, size_t rows)
     const eng_model_config *c = &m->cfg;
     const eng_scratch *s = &m->s;
     size_t hs = (size_t)c->head_size;
-#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
+    if ((long)rows * (c->n_heads + c->n_kv_heads) * (long)hs >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++) {
         float cs[512], sn[512];   /* rot_dim/2 <= head_size/2 <= 2048: checked at load */
         float *q = s->q + r * c->n_heads * hs, *k = s->k + r * c->n_kv_heads * hs;
@@ -160,8 +168,10 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
     float scale = 1.0f / sqrtf((float)hs);
     size_t att_stride = s->att_cap / (size_t)n_threads_of(m);
     long n_work = (long)(rows * (size_t)c->n_heads);
+    long macs = n_work * (long)hs * 2 * (long)(s->row_pos[rows - 1] + 1);
 
-#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_of(m))
+#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_of(m)) \
+    if (macs >= PAR_MIN_WORK)
     for (long wi = 0; wi < n_work; wi++) {
         size_t r = (size_t)wi / c->n_heads;
         int h = (int)(wi % c->n_heads), g = h / group;
@@ -186,7 +196,8 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
 
 static void add_rows(const eng_model *m, float *x, const float *d, size_t n)
 {
-#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
+    if ((long)n >= PAR_MIN_WORK / 4)
     for (size_t i = 0; i < n; i++)
         x[i] += d[i];
 }
@@ -199,7 +210,8 @@ static void mlp(const eng_model *m, const eng_layer *L, size_t rows)
     par_rmsnorm(m, s->xb, s->x, L->ffn_norm, rows);
     par_linear(m, s->hb, hd, s->xb, d, rows, &L->gate);
     par_linear(m, s->hb2, hd, s->xb, d, rows, &L->up);
-#pragma omp parallel for schedule(static) num_threads(n_threads_of(m))
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
+    if ((long)(rows * hd) >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++)
         kn_silu_mul(s->hb + r * hd, s->hb2 + r * hd, hd);
     par_linear(m, s->xb, d, s->hb, hd, rows, &L->down);
