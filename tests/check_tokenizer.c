@@ -611,6 +611,167 @@ START_TEST(test_side_files_eos_list_and_overrides)
 }
 END_TEST
 
+/* GPT-2 bytes_to_unicode, written from model-formats.md 4.7 for the test. */
+static size_t byte_char(unsigned b, char *out)
+{
+    unsigned cp = b, k = 0;
+    bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+    if (!printable) {
+        for (unsigned x = 0; x < b; x++)
+            k += !((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE);
+        cp = 0x100 + k;
+    }
+    return put_cp(out, cp);
+}
+
+/* A byte-level tokenizer whose vocab is the 256 byte symbols (ids 0..255)
+ * plus each expected piece as one token (256, 257, ...), with
+ * ignore_merges: a piece the split produces whole becomes one id, any
+ * other split falls apart into byte ids.  So the ids show the split. */
+static void write_split_tokenizer(json_t *pre, const char *const *pieces, size_t n)
+{
+    json_t *vocab = json_object();
+    char tok[256];
+    for (unsigned b = 0; b < 256; b++) {
+        tok[byte_char(b, tok)] = '\0';
+        json_object_set_new(vocab, tok, json_integer(b));
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        for (const char *c = pieces[i]; *c; c++)
+            m += byte_char((unsigned char)*c, tok + m);
+        tok[m] = '\0';
+        if (json_object_get(vocab, tok) == NULL)
+            json_object_set_new(vocab, tok, json_integer(256 + (json_int_t)i));
+    }
+    json_t *root = json_pack("{s:o, s:{s:s, s:b, s:o, s:[]}, s:{s:s}}", "pre_tokenizer", pre,
+                             "model", "type", "BPE", "ignore_merges", 1, "vocab", vocab,
+                             "merges", "decoder", "type", "ByteLevel");
+    char path[256];
+    snprintf(path, sizeof(path), "%s/tokenizer.json", g_tmp);
+    ck_assert_int_eq(json_dump_file(root, path, 0), 0);
+    json_decref(root);
+}
+
+/* The ids of pieces, looked up by their byte-level strings: a piece of
+ * several bytes has its own id only if the split produced it whole. */
+static void expect_split(const eng_tokenizer *t, const char *text, const char *const *pieces,
+                         size_t n)
+{
+    int32_t want[64];
+    for (size_t i = 0; i < n; i++) {
+        char tok[256];
+        size_t m = 0;
+        for (const char *c = pieces[i]; *c; c++)
+            m += byte_char((unsigned char)*c, tok + m);
+        want[i] = eng_tokenizer_piece_id(t, tok, m);
+        ck_assert_int_ge(want[i], 0);
+        ck_assert(strlen(pieces[i]) == 1 || want[i] >= 256);
+    }
+    encode_expect(t, text, want, n);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char kLlama3Re[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char kQwen2Re[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static json_t *split_then_bytelevel(const char *re)
+{
+    return json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:b, s:b}]}", "type", "Sequence",
+                     "pretokenizers", "type", "Split", "pattern", "Regex", re, "behavior",
+                     "Isolated", "invert", 0, "type", "ByteLevel", "add_prefix_space", 0,
+                     "use_regex", 0);
+}
+
+/* The worked examples of model-formats.md 4.8 (Python `regex` output). */
+START_TEST(test_split_regex_worked_examples)
+{
+    static const char *const l1[] = { "Hello", " world", "!!\n\n", " ", " ", "42", " apples" };
+    static const char *const q1[] = { "Hello", " world", "!!\n\n", " ", " ", "4", "2",
+                                      " apples" };
+    static const char *const l2[] = { "I", "'VE", " got", " ", "123", "45", " items", "." };
+    static const char *const q2[] = { "I", "'VE", " got", " ", "1", "2", "3", "4", "5",
+                                      " items", "." };
+    static const char *const l3[] = { "x", " =", " foo", "(bar", ")", " \n", "\tbaz" };
+    eng_tokenizer *t;
+
+    static const char *const lall[] = { "Hello", " world", "!!\n\n", " ", " ", "42", " apples",
+                                        "I", "'VE", " got", "123", "45", " items", ".", "x",
+                                        " =", " foo", "(bar", ")", " \n", "\tbaz" };
+    write_split_tokenizer(split_then_bytelevel(kLlama3Re), lall, N(lall));
+    t = load_ok(g_tmp);
+    expect_split(t, "Hello world!!\n\n  42 apples", l1, N(l1));
+    expect_split(t, "I'VE got 12345 items.", l2, N(l2));
+    expect_split(t, "x = foo(bar) \n\tbaz", l3, N(l3));
+    eng_tokenizer_free(t);
+
+    write_split_tokenizer(split_then_bytelevel(kQwen2Re), q1, N(q1));
+    t = load_ok(g_tmp);
+    expect_split(t, "Hello world!!\n\n  42 apples", q1, N(q1));
+    eng_tokenizer_free(t);
+    write_split_tokenizer(split_then_bytelevel(kQwen2Re), q2, N(q2));
+    t = load_ok(g_tmp);
+    expect_split(t, "I'VE got 12345 items.", q2, N(q2));
+    eng_tokenizer_free(t);
+
+    /* GPT-2: ByteLevel's own regex, with add_prefix_space. */
+    static const char *const g[] = { " Hello", " world", "'s", " 42", "!!" };
+    write_split_tokenizer(json_pack("{s:s, s:b, s:b}", "type", "ByteLevel", "add_prefix_space",
+                                    1, "use_regex", 1), g, N(g));
+    t = load_ok(g_tmp);
+    expect_split(t, "Hello world's 42!!", g, N(g));
+    eng_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(test_normalizers_nfc_nfkc_replace)
+{
+    eng_tokenizer *t;
+    /* NFC composes e + U+0301 into U+00E9; a Regex Replace then folds
+     * runs of spaces. */
+    write_file("tokenizer.json",
+        "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"},"
+        " {\"type\": \"Replace\", \"pattern\": {\"Regex\": \" {2,}\"}, \"content\": \"_\"}]},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"\\u00e9\": 0, \"e\": 1, \"\\u0301\": 2,"
+        " \"_\": 3, \" \": 4, \"f\": 5, \"i\": 6, \"\\ufb01\": 7}, \"merges\": []}}");
+    t = load_ok(g_tmp);
+    encode_expect(t, "e\xCC\x81", (int32_t[]){ 0 }, 1);
+    encode_expect(t, "e   e e", (int32_t[]){ 1, 3, 1, 4, 1 }, 5);
+    encode_expect(t, "\xEF\xAC\x81", (int32_t[]){ 7 }, 1);      /* NFC keeps the ligature */
+    eng_tokenizer_free(t);
+    write_file("tokenizer.json",
+        "{\"normalizer\": {\"type\": \"NFKC\"}, \"model\": {\"type\": \"BPE\", \"vocab\":"
+        " {\"f\": 5, \"i\": 6, \"\\ufb01\": 7}, \"merges\": []}}");
+    t = load_ok(g_tmp);
+    encode_expect(t, "\xEF\xAC\x81", (int32_t[]){ 5, 6 }, 2);   /* NFKC: U+FB01 -> "fi" */
+    eng_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(test_added_token_flags)
+{
+    eng_tokenizer *t;
+    /* <m>: lstrip + rstrip eat the spaces around it; "ab" is single_word:
+     * matched alone, not inside "cab". */
+    write_file("tokenizer.json",
+        "{\"added_tokens\": [{\"id\": 10, \"content\": \"<m>\", \"lstrip\": true,"
+        " \"rstrip\": true, \"special\": true}, {\"id\": 11, \"content\": \"ab\","
+        " \"single_word\": true, \"special\": false, \"normalized\": false},"
+        " {\"id\": 12, \"content\": \"<m>x\", \"special\": true}],"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \" \": 3,"
+        " \"x\": 4}, \"merges\": []}}");
+    t = load_ok(g_tmp);
+    encode_expect(t, "a  <m>  b", (int32_t[]){ 0, 10, 1 }, 3);
+    encode_expect(t, "cab ab", (int32_t[]){ 2, 0, 1, 3, 11 }, 5);
+    /* Longest match wins: "<m>x" over "<m>". */
+    encode_expect(t, "a<m>x", (int32_t[]){ 0, 12 }, 2);
+    eng_tokenizer_free(t);
+}
+END_TEST
+
 /* ---- malformed files -------------------------------------------------- */
 
 static void expect_refused(const char *tokenizer_json, int want_rc, const char *needle)
@@ -885,6 +1046,9 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_bpe_ignore_merges_and_merge_formats);
     tcase_add_test(tc, test_bpe_unk_fuse_and_split_behaviors);
     tcase_add_test(tc, test_side_files_eos_list_and_overrides);
+    tcase_add_test(tc, test_split_regex_worked_examples);
+    tcase_add_test(tc, test_normalizers_nfc_nfkc_replace);
+    tcase_add_test(tc, test_added_token_flags);
     tcase_add_test(tc, test_malformed_tokenizer_json_refused);
     suite_add_tcase(s, tc);
 
