@@ -51,7 +51,11 @@ static int merge_main(int argc, char **argv)
                 goto usage_error;
             }
             out_path = argv[++i];
-        } else if (opts && strncmp(a, "--output=", 9) == 0 && out_path == NULL) {
+        } else if (opts && strncmp(a, "--output=", 9) == 0) {
+            if (out_path != NULL) {
+                fprintf(stderr, "fp8ctl measure merge: -o given twice\n");
+                goto usage_error;
+            }
             out_path = a + 9;
         } else if (opts && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
             usage(stdout);

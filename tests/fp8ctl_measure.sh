@@ -92,6 +92,7 @@ expect 2 "no output file" measure merge "$tmp/r0.json" "$tmp/r1.json"
 expect 2 "no input files" measure merge -o "$tmp/x.json"
 expect 2 "-o needs a file name" measure merge "$tmp/r0.json" -o
 expect 2 "-o given twice" measure merge "$tmp/r0.json" -o "$tmp/x.json" -o "$tmp/y.json"
+expect 2 "-o given twice" measure merge "$tmp/r0.json" -o "$tmp/x.json" --output="$tmp/y.json"
 expect 2 "unknown option '--max'" measure merge --max "$tmp/r0.json" -o "$tmp/x.json"
 expect 0 "usage: fp8ctl measure merge" measure merge --help
 
