@@ -174,12 +174,14 @@ static int parse_pattern(json_t *o, const char **s, size_t *len, bool *is_regex,
                 path, where);
         return -EINVAL;
     }
-    if ((rc = opt_str(p, "String", s, len, path, where, err, errlen)) < 0)
+    char field[300];
+    snprintf(field, sizeof(field), "%s.pattern", where);
+    if ((rc = opt_str(p, "String", s, len, path, field, err, errlen)) < 0)
         return rc;
     *is_regex = false;
     if (*s != NULL)
         return 0;
-    if ((rc = opt_str(p, "Regex", s, len, path, where, err, errlen)) < 0)
+    if ((rc = opt_str(p, "Regex", s, len, path, field, err, errlen)) < 0)
         return rc;
     *is_regex = true;
     if (*s == NULL) {
