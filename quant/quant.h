@@ -426,7 +426,8 @@ int qt_measure_apply(const qt_measure *m, qt_modset *s, bool ignore_missing,
 
 /* INC's unify (optimum-habana unify_measurements.py): element-wise max of
  * n >= 1 files of the same Mode with the same nodes and shapes (a node
- * missing from one file is QT_E_MISMATCH naming node and file index);
+ * missing from one file, or a different shape, is QT_E_MISMATCH naming the
+ * node and both files); node order is in[0]'s; NumSamples is dropped;
  * result LocalRank -1, GlobalRank null. */
 int qt_measure_merge(qt_measure **out, const qt_measure *const *in, size_t n,
                      char *err, size_t errlen);
