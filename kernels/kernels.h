@@ -51,6 +51,14 @@ typedef struct kn_ops {
      * *n_nan (may be NULL) receives the number of NaNs seen. */
     float (*amax_f32)(const float *x, size_t n, size_t *n_nan);
     float (*amax_bf16)(const uint16_t *x, size_t n, size_t *n_nan);
+    /* Fused: f32_to_fp8 (or bf16_to_fp8) and amax_f32 (amax_bf16) of the
+     * same unscaled src in one pass over memory, for casts that record
+     * their amax (DelayedScaling).  Same dst bytes, return value and
+     * *n_nan as the two separate calls. */
+    float (*f32_to_fp8_amax)(uint8_t *dst, const float *src, size_t n, kn_fp8_format fmt,
+                             float scale, unsigned flags, size_t *n_nan);
+    float (*bf16_to_fp8_amax)(uint8_t *dst, const uint16_t *src, size_t n, kn_fp8_format fmt,
+                              float scale, unsigned flags, size_t *n_nan);
 } kn_ops;
 
 /* Selects the fastest usable variant, or the one named by force ("ref",

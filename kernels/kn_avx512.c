@@ -53,10 +53,8 @@ ALWAYS_INLINE __m512i enc_e4m3(__m512 v, int sat)
     __m512i sign = _mm512_and_si512(_mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x80));
     __m512i a = _mm512_and_si512(u, abs_mask);
 
-    if (sat) {
-        __mmask16 not_nan = _mm512_cmple_epu32_mask(a, _mm512_set1_epi32(0x7F800000));
-        a = _mm512_mask_min_epu32(a, not_nan, a, _mm512_set1_epi32(0x43E00000)); /* 448 */
-    }
+    if (sat) /* vminps returns its second operand when one is NaN: NaN passes */
+        a = _mm512_castps_si512(_mm512_min_ps(_mm512_set1_ps(448.0f), _mm512_castsi512_ps(a)));
     __mmask16 over = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x43F00000));  /* 480 */
     __mmask16 small = _mm512_cmplt_epu32_mask(a, _mm512_set1_epi32(121 << 23));  /* 2^-6 */
 
@@ -82,10 +80,9 @@ ALWAYS_INLINE __m512i enc_e5m2(__m512 v, int sat)
     __m512i u = _mm512_castps_si512(v);
     __m512i sign = _mm512_and_si512(_mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x80));
     __m512i a = _mm512_and_si512(u, abs_mask);
-    __mmask16 is_nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000));
 
-    if (sat)
-        a = _mm512_mask_min_epu32(a, (__mmask16)~is_nan, a, _mm512_set1_epi32(0x47600000)); /* 57344 */
+    if (sat) /* NaN passes, as above */
+        a = _mm512_castps_si512(_mm512_min_ps(_mm512_set1_ps(57344.0f), _mm512_castsi512_ps(a)));
     __mmask16 over = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(143 << 23));  /* 65536 */
     __mmask16 small = _mm512_cmplt_epu32_mask(a, _mm512_set1_epi32(113 << 23)); /* 2^-14 */
 
@@ -97,84 +94,178 @@ ALWAYS_INLINE __m512i enc_e5m2(__m512 v, int sat)
     r = _mm512_srli_epi32(_mm512_add_epi32(r, odd), 21);
 
     r = _mm512_mask_mov_epi32(r, small, r_sub);
-    r = _mm512_mask_mov_epi32(r, over, _mm512_set1_epi32(0x7C));
-    r = _mm512_mask_mov_epi32(r, is_nan, _mm512_set1_epi32(0x7F));
+    if (sat) { /* after the clamp only NaN is left above 65536 */
+        r = _mm512_mask_mov_epi32(r, over, _mm512_set1_epi32(0x7F));
+    } else {
+        __mmask16 is_nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000));
+        r = _mm512_mask_mov_epi32(r, over, _mm512_set1_epi32(0x7C));
+        r = _mm512_mask_mov_epi32(r, is_nan, _mm512_set1_epi32(0x7F));
+    }
     return _mm512_or_si512(r, sign);
 }
 
-ALWAYS_INLINE __m512i enc16(const void *src, size_t i, __mmask16 m, enum src_kind kind,
-                            kn_fp8_format fmt, int sat, int divide, __m512 scale)
+/* Running amax for the fused encoders: max of |bits| over non-NaN lanes
+ * (integer order of |bits| is numeric order for non-NaN f32, inf
+ * included) and the NaN count; see amax_loop below. */
+typedef struct amax_state {
+    __m512i acc;
+    size_t  nan;
+} amax_state;
+
+ALWAYS_INLINE void amax_add(amax_state *st, __m512 v, __mmask16 m)
 {
-    __m512 v = load16(src, i, m, kind);
+    __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF));
+    __mmask16 ok = _mm512_mask_cmple_epu32_mask(m, a, _mm512_set1_epi32(0x7F800000));
+    st->nan += (size_t)__builtin_popcount((unsigned)(m & (__mmask16)~ok));
+    st->acc = _mm512_mask_max_epu32(st->acc, ok, st->acc, a);
+}
+
+ALWAYS_INLINE float amax_result(const amax_state *st, size_t *n_nan)
+{
+    uint32_t bits = _mm512_reduce_max_epu32(st->acc);
+    float r;
+    memcpy(&r, &bits, sizeof(r));
+    if (n_nan != NULL)
+        *n_nan = st->nan;
+    return r;
+}
+
+ALWAYS_INLINE __m512i enc_f32(__m512 v, kn_fp8_format fmt, int sat, int divide, __m512 scale)
+{
     /* One f32 rounding for the scaled value, as in the reference. */
     v = divide ? _mm512_div_ps(v, scale) : _mm512_mul_ps(v, scale);
     return fmt == KN_FP8_E4M3 ? enc_e4m3(v, sat) : enc_e5m2(v, sat);
 }
 
+/* st: NULL (a constant after inlining) or the fused amax of the unscaled
+ * inputs. */
+ALWAYS_INLINE __m512i enc16(const void *src, size_t i, __mmask16 m, enum src_kind kind,
+                            kn_fp8_format fmt, int sat, int divide, __m512 scale,
+                            amax_state *st)
+{
+    __m512 v = load16(src, i, m, kind);
+    if (st != NULL)
+        amax_add(st, v, m);
+    return enc_f32(v, fmt, sat, divide, scale);
+}
+
+/* 32 bf16 values from one 512-bit load without a widening shuffle: each
+ * 32-bit lane holds an even element in its low half and the next odd one
+ * in its high half; shifting the low half up, or masking the high half,
+ * gives each as an f32 in place.  The two code vectors are merged into
+ * 16-bit lanes (even byte first), so each 32-bit lane holds two codes in
+ * memory order. */
+ALWAYS_INLINE __m512i enc32_bf16(const uint16_t *src, kn_fp8_format fmt, int sat, int divide,
+                                 __m512 scale, amax_state *st)
+{
+    __m512i x = _mm512_loadu_si512((const void *)src);
+    __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int32_t)0xFFFF0000u)));
+    if (st != NULL) {
+        amax_add(st, even, 0xFFFF);
+        amax_add(st, odd, 0xFFFF);
+    }
+    __m512i re = enc_f32(even, fmt, sat, divide, scale);
+    __m512i ro = enc_f32(odd, fmt, sat, divide, scale);
+    return _mm512_or_si512(re, _mm512_slli_epi32(ro, 8)); /* codes are 0..255 */
+}
+
 /* The encoder loop, instantiated per (source, format, saturation, divide)
- * by the constant arguments.  64 elements per step: the four 16-lane
- * results are narrowed with two saturating packs (values are 0..255) and
- * one dword permute that undoes the packs' per-128-bit-lane interleave. */
+ * by the constant arguments.  64 elements per step: f32 and f16 as four
+ * 16-lane vectors narrowed with two saturating packs (codes are 0..255)
+ * and one dword permute that undoes the packs' per-128-bit-lane
+ * interleave; bf16 as two enc32_bf16 pair vectors.  The tail goes 16 at
+ * a time with masked loads and a masked narrowing store. */
 ALWAYS_INLINE void enc_loop(uint8_t *dst, const void *src, size_t n, enum src_kind kind,
-                            kn_fp8_format fmt, int sat, int divide, float scale_f)
+                            kn_fp8_format fmt, int sat, int divide, float scale_f,
+                            amax_state *st)
 {
     const __m512 scale = _mm512_set1_ps(scale_f);
     const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     size_t i = 0;
 
+    if (kind == SRC_BF16) {
+        /* Two pair vectors: one unsigned-saturating pack (values fit in
+         * 16 bits) and one qword permute to undo its lane interleave. */
+        const __m512i perm64 = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+        for (; i + 64 <= n; i += 64) {
+            __m512i p0 = enc32_bf16((const uint16_t *)src + i, fmt, sat, divide, scale, st);
+            __m512i p1 = enc32_bf16((const uint16_t *)src + i + 32, fmt, sat, divide, scale, st);
+            __m512i p = _mm512_packus_epi32(p0, p1);
+            _mm512_storeu_si512((void *)(dst + i), _mm512_permutexvar_epi64(perm64, p));
+        }
+    }
     for (; i + 64 <= n; i += 64) {
-        __m512i r0 = enc16(src, i, 0xFFFF, kind, fmt, sat, divide, scale);
-        __m512i r1 = enc16(src, i + 16, 0xFFFF, kind, fmt, sat, divide, scale);
-        __m512i r2 = enc16(src, i + 32, 0xFFFF, kind, fmt, sat, divide, scale);
-        __m512i r3 = enc16(src, i + 48, 0xFFFF, kind, fmt, sat, divide, scale);
+        __m512i r0 = enc16(src, i, 0xFFFF, kind, fmt, sat, divide, scale, st);
+        __m512i r1 = enc16(src, i + 16, 0xFFFF, kind, fmt, sat, divide, scale, st);
+        __m512i r2 = enc16(src, i + 32, 0xFFFF, kind, fmt, sat, divide, scale, st);
+        __m512i r3 = enc16(src, i + 48, 0xFFFF, kind, fmt, sat, divide, scale, st);
         __m512i p = _mm512_packus_epi16(_mm512_packus_epi32(r0, r1), _mm512_packus_epi32(r2, r3));
         _mm512_storeu_si512((void *)(dst + i), _mm512_permutexvar_epi32(perm, p));
     }
     for (; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
-        _mm512_mask_cvtepi32_storeu_epi8(dst + i, m, enc16(src, i, m, kind, fmt, sat, divide, scale));
+        _mm512_mask_cvtepi32_storeu_epi8(dst + i, m, enc16(src, i, m, kind, fmt, sat, divide, scale, st));
     }
 }
 
-#define ENC_DISPATCH(dst, src, n, kind, fmt, scale, flags)                                    \
-    do {                                                                                       \
-        int sat_ = ((flags) & KN_FP8_SATURATE) != 0, div_ = ((flags) & KN_FP8_DIVIDE) != 0;    \
-        KN_ASSERT((fmt) == KN_FP8_E4M3 || (fmt) == KN_FP8_E5M2);                               \
-        if ((fmt) == KN_FP8_E4M3) {                                                            \
-            if (sat_) {                                                                        \
-                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E4M3, 1, 1, scale);               \
-                else      enc_loop(dst, src, n, kind, KN_FP8_E4M3, 1, 0, scale);               \
-            } else {                                                                           \
-                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E4M3, 0, 1, scale);               \
-                else      enc_loop(dst, src, n, kind, KN_FP8_E4M3, 0, 0, scale);               \
-            }                                                                                  \
-        } else {                                                                               \
-            if (sat_) {                                                                        \
-                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E5M2, 1, 1, scale);               \
-                else      enc_loop(dst, src, n, kind, KN_FP8_E5M2, 1, 0, scale);               \
-            } else {                                                                           \
-                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E5M2, 0, 1, scale);               \
-                else      enc_loop(dst, src, n, kind, KN_FP8_E5M2, 0, 0, scale);               \
-            }                                                                                  \
-        }                                                                                      \
+#define ENC_DISPATCH(dst, src, n, kind, fmt, scale, flags, st)                                    \
+    do {                                                                                          \
+        int sat_ = ((flags) & KN_FP8_SATURATE) != 0, div_ = ((flags) & KN_FP8_DIVIDE) != 0;       \
+        KN_ASSERT((fmt) == KN_FP8_E4M3 || (fmt) == KN_FP8_E5M2);                                  \
+        if ((fmt) == KN_FP8_E4M3) {                                                               \
+            if (sat_) {                                                                           \
+                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E4M3, 1, 1, scale, st);              \
+                else      enc_loop(dst, src, n, kind, KN_FP8_E4M3, 1, 0, scale, st);              \
+            } else {                                                                              \
+                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E4M3, 0, 1, scale, st);              \
+                else      enc_loop(dst, src, n, kind, KN_FP8_E4M3, 0, 0, scale, st);              \
+            }                                                                                     \
+        } else {                                                                                  \
+            if (sat_) {                                                                           \
+                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E5M2, 1, 1, scale, st);              \
+                else      enc_loop(dst, src, n, kind, KN_FP8_E5M2, 1, 0, scale, st);              \
+            } else {                                                                              \
+                if (div_) enc_loop(dst, src, n, kind, KN_FP8_E5M2, 0, 1, scale, st);              \
+                else      enc_loop(dst, src, n, kind, KN_FP8_E5M2, 0, 0, scale, st);              \
+            }                                                                                     \
+        }                                                                                         \
     } while (0)
 
 static void avx512_f32_to_fp8(uint8_t *dst, const float *src, size_t n,
                               kn_fp8_format fmt, float scale, unsigned flags)
 {
-    ENC_DISPATCH(dst, src, n, SRC_F32, fmt, scale, flags);
+    ENC_DISPATCH(dst, src, n, SRC_F32, fmt, scale, flags, NULL);
 }
 
 static void avx512_bf16_to_fp8(uint8_t *dst, const uint16_t *src, size_t n,
                                kn_fp8_format fmt, float scale, unsigned flags)
 {
-    ENC_DISPATCH(dst, src, n, SRC_BF16, fmt, scale, flags);
+    ENC_DISPATCH(dst, src, n, SRC_BF16, fmt, scale, flags, NULL);
+}
+
+/* The fused encoders: one pass over src for the codes and its amax. */
+static float avx512_f32_to_fp8_amax(uint8_t *dst, const float *src, size_t n, kn_fp8_format fmt,
+                                    float scale, unsigned flags, size_t *n_nan)
+{
+    amax_state st = {_mm512_setzero_si512(), 0};
+    ENC_DISPATCH(dst, src, n, SRC_F32, fmt, scale, flags, &st);
+    return amax_result(&st, n_nan);
+}
+
+static float avx512_bf16_to_fp8_amax(uint8_t *dst, const uint16_t *src, size_t n,
+                                     kn_fp8_format fmt, float scale, unsigned flags,
+                                     size_t *n_nan)
+{
+    amax_state st = {_mm512_setzero_si512(), 0};
+    ENC_DISPATCH(dst, src, n, SRC_BF16, fmt, scale, flags, &st);
+    return amax_result(&st, n_nan);
 }
 
 static void avx512_f16_to_fp8(uint8_t *dst, const uint16_t *src, size_t n,
                               kn_fp8_format fmt, float scale, unsigned flags)
 {
-    ENC_DISPATCH(dst, src, n, SRC_F16, fmt, scale, flags);
+    ENC_DISPATCH(dst, src, n, SRC_F16, fmt, scale, flags, NULL);
 }
 
 /* Decode 16 codes (32-bit lanes) to f32, bit-identical to the reference
@@ -285,4 +376,6 @@ const kn_ops kn__ops_avx512 = {
     .fp8_to_f32 = avx512_fp8_to_f32,
     .amax_f32 = avx512_amax_f32,
     .amax_bf16 = avx512_amax_bf16,
+    .f32_to_fp8_amax = avx512_f32_to_fp8_amax,
+    .bf16_to_fp8_amax = avx512_bf16_to_fp8_amax,
 };

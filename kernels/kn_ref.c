@@ -211,6 +211,21 @@ static float ref_amax_bf16(const uint16_t *x, size_t n, size_t *n_nan)
     return m;
 }
 
+/* The fused encoders are defined as the two separate passes. */
+static float ref_f32_to_fp8_amax(uint8_t *dst, const float *src, size_t n, kn_fp8_format fmt,
+                                 float scale, unsigned flags, size_t *n_nan)
+{
+    ref_f32_to_fp8(dst, src, n, fmt, scale, flags);
+    return ref_amax_f32(src, n, n_nan);
+}
+
+static float ref_bf16_to_fp8_amax(uint8_t *dst, const uint16_t *src, size_t n,
+                                  kn_fp8_format fmt, float scale, unsigned flags, size_t *n_nan)
+{
+    ref_bf16_to_fp8(dst, src, n, fmt, scale, flags);
+    return ref_amax_bf16(src, n, n_nan);
+}
+
 const kn_ops kn__ops_ref = {
     .name = "ref",
     .f32_to_fp8 = ref_f32_to_fp8,
@@ -219,6 +234,8 @@ const kn_ops kn__ops_ref = {
     .fp8_to_f32 = ref_fp8_to_f32,
     .amax_f32 = ref_amax_f32,
     .amax_bf16 = ref_amax_bf16,
+    .f32_to_fp8_amax = ref_f32_to_fp8_amax,
+    .bf16_to_fp8_amax = ref_bf16_to_fp8_amax,
 };
 
 uint8_t kn_fp8_encode(float x, kn_fp8_format fmt, bool saturate)

@@ -60,7 +60,7 @@ static void slice(size_t n, int ith, int nth, size_t *lo, size_t *hi)
 
 enum op {
     OP_READ, OP_COPY, OP_F32_E4M3, OP_F32_E5M2, OP_F32_E4M3_DIV, OP_BF16_E4M3, OP_F16_E4M3,
-    OP_E4M3_F32, OP_E5M2_F32, OP_AMAX_F32, OP_AMAX_BF16, N_OPS
+    OP_E4M3_F32, OP_E5M2_F32, OP_AMAX_F32, OP_AMAX_BF16, OP_F32_E4M3_AMAX, N_OPS
 };
 static const struct { const char *name; size_t in_bytes, out_bytes; } kOps[N_OPS] = {
     [OP_READ]         = {"read", 4, 0},
@@ -74,6 +74,7 @@ static const struct { const char *name; size_t in_bytes, out_bytes; } kOps[N_OPS
     [OP_E5M2_F32]     = {"e5m2->f32 *s", 1, 4},
     [OP_AMAX_F32]     = {"amax f32", 4, 0},
     [OP_AMAX_BF16]    = {"amax bf16", 2, 0},
+    [OP_F32_E4M3_AMAX] = {"f32->e4m3+amax", 4, 1},
 };
 
 static volatile uint64_t g_sink; /* keeps the read loop and amax results alive */
@@ -139,6 +140,10 @@ static void run_slice(const kn_ops *ops, enum op op, bench_bufs *b, size_t lo, s
     case OP_E5M2_F32:     ops->fp8_to_f32(b->copy + lo, b->q + lo, n, KN_FP8_E5M2, 2.0f); break;
     case OP_AMAX_F32:     g_sink += (uint64_t)ops->amax_f32(b->f32 + lo, n, &nan) + nan; break;
     case OP_AMAX_BF16:    g_sink += (uint64_t)ops->amax_bf16(b->h16 + lo, n, &nan) + nan; break;
+    case OP_F32_E4M3_AMAX:
+        g_sink += (uint64_t)ops->f32_to_fp8_amax(b->q + lo, b->f32 + lo, n, KN_FP8_E4M3, 0.5f,
+                                                 KN_FP8_SATURATE, &nan) + nan;
+        break;
     default:              break;
     }
 }

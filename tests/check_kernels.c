@@ -237,6 +237,48 @@ START_TEST(test_amax_matches_ref)
 }
 END_TEST
 
+/* The fused encode+amax must equal the reference's two separate passes. */
+START_TEST(test_fused_amax_matches_ref)
+{
+    const kn_ops *v, *ref = kn_variant(0);
+    static float x[MAX_LEN + 1];
+    static uint16_t h[MAX_LEN + 1];
+    static uint8_t want[MAX_LEN], got[MAX_LEN + PAD];
+    if (!variant_or_skip(_i, &v))
+        return;
+    fill_f32(x, MAX_LEN + 1);
+    fill_u16(h, MAX_LEN + 1);
+    for (int fmt = 0; fmt < 2; fmt++)
+        for (size_t f = 0; f < sizeof(kFlags) / sizeof(kFlags[0]); f++)
+            for (size_t l = 0; l < N_LENS; l++) {
+                size_t n = kLens[l], nan_ref = 7, nan_v = 9;
+                float sc = kScales[l % (sizeof(kScales) / sizeof(kScales[0]))];
+                memset(got, 0xA5, sizeof(got));
+                ref->f32_to_fp8(want, x + 1, n, (kn_fp8_format)fmt, sc, kFlags[f]);
+                float a = ref->amax_f32(x + 1, n, &nan_ref);
+                float b = v->f32_to_fp8_amax(got, x + 1, n, (kn_fp8_format)fmt, sc, kFlags[f], &nan_v);
+                check_guard(got, n, "f32_to_fp8_amax");
+                ck_assert_msg(memcmp(got, want, n) == 0 && f32_bits(a) == f32_bits(b) &&
+                                  nan_ref == nan_v,
+                              "%s f32_to_fp8_amax fmt %d flags %u n %zu differs from ref", v->name,
+                              fmt, kFlags[f], n);
+                memset(got, 0xA5, sizeof(got));
+                ref->bf16_to_fp8(want, h + 1, n, (kn_fp8_format)fmt, sc, kFlags[f]);
+                a = ref->amax_bf16(h + 1, n, &nan_ref);
+                b = v->bf16_to_fp8_amax(got, h + 1, n, (kn_fp8_format)fmt, sc, kFlags[f], NULL);
+                check_guard(got, n, "bf16_to_fp8_amax");
+                ck_assert_msg(memcmp(got, want, n) == 0 && f32_bits(a) == f32_bits(b),
+                              "%s bf16_to_fp8_amax fmt %d flags %u n %zu differs from ref",
+                              v->name, fmt, kFlags[f], n);
+            }
+    /* By hand: amax of the unscaled input, NaN counted, codes as usual. */
+    static const float y[4] = {1.0f, -600.0f, NAN, 2.0f};
+    size_t nn = 0;
+    ck_assert(v->f32_to_fp8_amax(got, y, 4, KN_FP8_E4M3, 1.0f, KN_FP8_SATURATE, &nn) == 600.0f && nn == 1);
+    ck_assert(got[0] == 0x38 && got[1] == 0xFE && got[2] == 0x7F && got[3] == 0x40);
+}
+END_TEST
+
 /* --- committed vectors, through kn_init(<name>) and kn_active() --- */
 
 static const char *test_data(void)
@@ -517,6 +559,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_f16_encode_matches_ref, 1, nv);
     tcase_add_loop_test(tc, test_decode_matches_ref, 1, nv);
     tcase_add_loop_test(tc, test_amax_matches_ref, 1, nv);
+    tcase_add_loop_test(tc, test_fused_amax_matches_ref, 0, nv);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fp8_vectors");
