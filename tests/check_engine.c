@@ -608,6 +608,358 @@ START_TEST(test_model_refuses_bad_dirs)
 }
 END_TEST
 
+/* ---- a naive reference forward, written here, for the families and
+ * options the shared references do not cover (Qwen3 q/k norm, head_dim !=
+ * dim/heads, sliding windows, o_proj and MLP biases, partial rotary, linear
+ * RoPE scaling, F16 and BF16 weights).  Double precision, full recompute
+ * per position, no cache, straight from model-formats.md §2.3-2.5. ------ */
+
+typedef struct tiny_spec {
+    const char *config;   /* config.json text */
+    int dim, hidden, layers, heads, kv, hs, vocab;
+    bool qkv_bias, o_bias, mlp_bias, qk_norm, tied;
+    const char *dtype;    /* "F32", "F16", "BF16" */
+    int window;           /* 0 = full */
+    double theta, rope_div, partial;
+} tiny_spec;
+
+typedef struct tiny_tensor {
+    char   name[96];
+    int    d0, d1;        /* d1 0 = 1-D */
+    double *val;          /* values as stored (after rounding to dtype) */
+} tiny_tensor;
+
+typedef struct tiny_model {
+    tiny_tensor t[128];
+    int n;
+} tiny_model;
+
+/* A 16-bit pattern of dtype near x's magnitude class, and its exact value. */
+static double make_val(const char *dtype, unsigned *seed, uint16_t *bits, bool norm)
+{
+    double x = frand(seed) * 0.5;
+    if (norm)
+        x = 1.0 + x * 0.8;                   /* norm weights around 1 */
+    if (strcmp(dtype, "BF16") == 0) {
+        float f = (float)x;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        *bits = (uint16_t)(u >> 16);         /* truncation: any bf16 value will do */
+        u = (uint32_t)*bits << 16;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    if (strcmp(dtype, "F16") == 0) {         /* sign, exponent 9..15, 10-bit mantissa */
+        unsigned e = 9 + (*seed >> 7) % 7, m = (*seed >> 13) & 1023, s = x < 0;
+        *bits = (uint16_t)(s << 15 | e << 10 | m);
+        return (s ? -1 : 1) * ldexp(1.0 + m / 1024.0, (int)e - 15);
+    }
+    return (float)x;
+}
+
+static tiny_tensor *tiny_add(tiny_model *tm, const char *name, int d0, int d1)
+{
+    tiny_tensor *t = &tm->t[tm->n++];
+    ck_assert(tm->n <= 128);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->d0 = d0;
+    t->d1 = d1;
+    t->val = calloc((size_t)d0 * (d1 ? d1 : 1), sizeof(double));
+    return t;
+}
+
+static void tiny_build(tiny_model *tm, const tiny_spec *s)
+{
+    char n[96];
+    int qd = s->heads * s->hs, kvd = s->kv * s->hs;
+    memset(tm, 0, sizeof(*tm));
+    tiny_add(tm, "model.embed_tokens.weight", s->vocab, s->dim);
+    for (int l = 0; l < s->layers; l++) {
+#define T(suffix, a, b) (snprintf(n, sizeof(n), "model.layers.%d.%s", l, suffix), tiny_add(tm, n, a, b))
+        T("input_layernorm.weight", s->dim, 0);
+        T("post_attention_layernorm.weight", s->dim, 0);
+        T("self_attn.q_proj.weight", qd, s->dim);
+        T("self_attn.k_proj.weight", kvd, s->dim);
+        T("self_attn.v_proj.weight", kvd, s->dim);
+        T("self_attn.o_proj.weight", s->dim, qd);
+        T("mlp.gate_proj.weight", s->hidden, s->dim);
+        T("mlp.up_proj.weight", s->hidden, s->dim);
+        T("mlp.down_proj.weight", s->dim, s->hidden);
+        if (s->qkv_bias) {
+            T("self_attn.q_proj.bias", qd, 0);
+            T("self_attn.k_proj.bias", kvd, 0);
+            T("self_attn.v_proj.bias", kvd, 0);
+        }
+        if (s->o_bias)
+            T("self_attn.o_proj.bias", s->dim, 0);
+        if (s->mlp_bias) {
+            T("mlp.gate_proj.bias", s->hidden, 0);
+            T("mlp.up_proj.bias", s->hidden, 0);
+            T("mlp.down_proj.bias", s->dim, 0);
+        }
+        if (s->qk_norm) {
+            T("self_attn.q_norm.weight", s->hs, 0);
+            T("self_attn.k_norm.weight", s->hs, 0);
+        }
+#undef T
+    }
+    tiny_add(tm, "model.norm.weight", s->dim, 0);
+    if (!s->tied)
+        tiny_add(tm, "lm_head.weight", s->vocab, s->dim);
+}
+
+/* Writes config.json and model.safetensors (values rounded to dtype). */
+static void tiny_write(tiny_model *tm, const tiny_spec *s, const char *dir)
+{
+    size_t es = strcmp(s->dtype, "F32") == 0 ? 4 : 2, off = 0, hl = 0;
+    char *hdr = malloc(65536), path[512];
+    unsigned seed = 99;
+    unsigned char *data = NULL;
+    hl += (size_t)sprintf(hdr + hl, "{");
+    for (int i = 0; i < tm->n; i++) {
+        tiny_tensor *t = &tm->t[i];
+        size_t ne = (size_t)t->d0 * (t->d1 ? t->d1 : 1);
+        if (t->d1)
+            hl += (size_t)sprintf(hdr + hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%d,%d],"
+                                  "\"data_offsets\":[%zu,%zu]}", i ? "," : "", t->name, s->dtype,
+                                  t->d0, t->d1, off, off + ne * es);
+        else
+            hl += (size_t)sprintf(hdr + hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%d],"
+                                  "\"data_offsets\":[%zu,%zu]}", i ? "," : "", t->name, s->dtype,
+                                  t->d0, off, off + ne * es);
+        data = realloc(data, off + ne * es);
+        bool norm = strstr(t->name, "norm") != NULL;
+        for (size_t j = 0; j < ne; j++) {
+            uint16_t b = 0;
+            t->val[j] = make_val(s->dtype, &seed, &b, norm);
+            if (es == 2) {
+                memcpy(data + off + j * 2, &b, 2);
+            } else {
+                float f = (float)t->val[j];
+                memcpy(data + off + j * 4, &f, 4);
+            }
+        }
+        off += ne * es;
+    }
+    hl += (size_t)sprintf(hdr + hl, "}");
+    mkdir(dir, 0700);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    write_raw(path, s->config, strlen(s->config), NULL, 0);
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    ck_assert(fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hl, f) == hl &&
+              fwrite(data, 1, off, f) == off);
+    fclose(f);
+    free(hdr);
+    free(data);
+}
+
+static const double *WG(const tiny_model *tm, const char *n)
+{
+    for (int i = 0; i < tm->n; i++)
+        if (strcmp(tm->t[i].name, n) == 0)
+            return tm->t[i].val;
+    return NULL;
+}
+
+/* Tensor "model.layers.<l>.<suffix>" (NULL when the spec has none). */
+static const double *WL(const tiny_model *tm, int l, const char *suffix)
+{
+    char n[96];
+    snprintf(n, sizeof(n), "model.layers.%d.%s", l, suffix);
+    return WG(tm, n);
+}
+
+static void nv_linear(double *y, const double *x, const double *w, const double *b, int no, int ni)
+{
+    for (int o = 0; o < no; o++) {
+        double a = b ? b[o] : 0;
+        for (int i = 0; i < ni; i++)
+            a += w[(size_t)o * ni + i] * x[i];
+        y[o] = a;
+    }
+}
+
+static void nv_rms(double *y, const double *x, const double *w, int n, double eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    double r = 1 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = w[i] * x[i] * r;
+}
+
+static void nv_rope(double *x, int p, const tiny_spec *s)
+{
+    int R = (int)(s->hs * s->partial);
+    for (int i = 0; i < R / 2; i++) {
+        double inv = 1 / pow(s->theta, 2.0 * i / R) / s->rope_div, a = p * inv;
+        double x0 = x[i], x1 = x[i + R / 2];
+        x[i] = x0 * cos(a) - x1 * sin(a);
+        x[i + R / 2] = x1 * cos(a) + x0 * sin(a);
+    }
+}
+
+/* logits[T][vocab] for ids[0..T) */
+static void nv_forward(const tiny_model *tm, const tiny_spec *s, const int32_t *ids, int T,
+                       double *logits)
+{
+    int d = s->dim, qd = s->heads * s->hs, kvd = s->kv * s->hs, hs = s->hs;
+    double *x = calloc((size_t)T * d, 8), *q = calloc((size_t)T * qd, 8);
+    double *k = calloc((size_t)T * kvd, 8), *v = calloc((size_t)T * kvd, 8);
+    double *a = calloc(d > s->hidden ? d : s->hidden, 8), *o = calloc(qd, 8), *t2 = calloc(d, 8);
+    double *g = calloc(s->hidden, 8), *u = calloc(s->hidden, 8), *sc = calloc(T, 8);
+    double eps = 1e-5;
+    for (int p = 0; p < T; p++)
+        memcpy(x + p * d, WG(tm, "model.embed_tokens.weight") + (size_t)ids[p] * d, d * 8);
+    for (int l = 0; l < s->layers; l++) {
+        for (int p = 0; p < T; p++) {
+            nv_rms(a, x + p * d, WL(tm, l, "input_layernorm.weight"), d, eps);
+            nv_linear(q + p * qd, a, WL(tm, l, "self_attn.q_proj.weight"),
+                      WL(tm, l, "self_attn.q_proj.bias"), qd, d);
+            nv_linear(k + p * kvd, a, WL(tm, l, "self_attn.k_proj.weight"),
+                      WL(tm, l, "self_attn.k_proj.bias"), kvd, d);
+            nv_linear(v + p * kvd, a, WL(tm, l, "self_attn.v_proj.weight"),
+                      WL(tm, l, "self_attn.v_proj.bias"), kvd, d);
+            for (int h = 0; h < s->heads; h++) {
+                if (s->qk_norm)
+                    nv_rms(q + p * qd + h * hs, q + p * qd + h * hs,
+                           WL(tm, l, "self_attn.q_norm.weight"), hs, eps);
+                nv_rope(q + p * qd + h * hs, p, s);
+            }
+            for (int h = 0; h < s->kv; h++) {
+                if (s->qk_norm)
+                    nv_rms(k + p * kvd + h * hs, k + p * kvd + h * hs,
+                           WL(tm, l, "self_attn.k_norm.weight"), hs, eps);
+                nv_rope(k + p * kvd + h * hs, p, s);
+            }
+        }
+        for (int p = 0; p < T; p++) {
+            for (int h = 0; h < s->heads; h++) {
+                int gk = h / (s->heads / s->kv), t0 = s->window ? p - s->window + 1 : 0;
+                double mx = -1e300, sum = 0;
+                t0 = t0 < 0 ? 0 : t0;
+                for (int t = t0; t <= p; t++) {
+                    double dd = 0;
+                    for (int i = 0; i < hs; i++)
+                        dd += q[p * qd + h * hs + i] * k[t * kvd + gk * hs + i];
+                    sc[t] = dd / sqrt(hs);
+                    mx = sc[t] > mx ? sc[t] : mx;
+                }
+                for (int t = t0; t <= p; t++)
+                    sum += (sc[t] = exp(sc[t] - mx));
+                for (int i = 0; i < hs; i++) {
+                    double acc = 0;
+                    for (int t = t0; t <= p; t++)
+                        acc += sc[t] / sum * v[t * kvd + gk * hs + i];
+                    o[h * hs + i] = acc;
+                }
+            }
+            nv_linear(t2, o, WL(tm, l, "self_attn.o_proj.weight"),
+                      WL(tm, l, "self_attn.o_proj.bias"), d, qd);
+            for (int i = 0; i < d; i++)
+                x[p * d + i] += t2[i];
+        }
+        for (int p = 0; p < T; p++) {
+            nv_rms(a, x + p * d, WL(tm, l, "post_attention_layernorm.weight"), d, eps);
+            nv_linear(g, a, WL(tm, l, "mlp.gate_proj.weight"),
+                      WL(tm, l, "mlp.gate_proj.bias"), s->hidden, d);
+            nv_linear(u, a, WL(tm, l, "mlp.up_proj.weight"),
+                      WL(tm, l, "mlp.up_proj.bias"), s->hidden, d);
+            for (int i = 0; i < s->hidden; i++)
+                g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+            nv_linear(t2, g, WL(tm, l, "mlp.down_proj.weight"),
+                      WL(tm, l, "mlp.down_proj.bias"), d, s->hidden);
+            for (int i = 0; i < d; i++)
+                x[p * d + i] += t2[i];
+        }
+    }
+    for (int p = 0; p < T; p++) {
+        nv_rms(a, x + p * d, WG(tm, "model.norm.weight"), d, eps);
+        nv_linear(logits + (size_t)p * s->vocab, a,
+                  WG(tm, s->tied ? "model.embed_tokens.weight" : "lm_head.weight"), NULL,
+                  s->vocab, d);
+    }
+    free(x); free(q); free(k); free(v); free(a); free(o); free(t2); free(g); free(u); free(sc);
+}
+
+static const tiny_spec g_tiny[] = {
+    {"{\"architectures\":[\"Qwen3ForCausalLM\"],\"hidden_size\":48,\"intermediate_size\":40,"
+     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":16,"
+     "\"vocab_size\":50,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-5,"
+     "\"tie_word_embeddings\":true,\"rope_parameters\":{\"rope_type\":\"default\","
+     "\"rope_theta\":1000000.0}}",
+     48, 40, 2, 4, 2, 16, 50, false, false, false, true, true, "F32", 0, 1e6, 1, 1},
+    {"{\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":48,"
+     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":1,"
+     "\"vocab_size\":40,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-5,"
+     "\"sliding_window\":3,\"attention_bias\":true,\"rope_theta\":10000.0}",
+     32, 48, 2, 4, 1, 8, 40, true, true, false, false, false, "F16", 3, 1e4, 1, 1},
+    {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32,\"intermediate_size\":24,"
+     "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"num_key_value_heads\":2,"
+     "\"vocab_size\":40,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-5,"
+     "\"mlp_bias\":true,\"partial_rotary_factor\":0.5,"
+     "\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0},\"rope_theta\":500.0}",
+     32, 24, 2, 2, 2, 16, 40, false, false, true, false, false, "BF16", 0, 500, 2, 0.5},
+};
+
+/* The engine (both kernel variants, batched prefill and KV-cache steps)
+ * against the naive double-precision forward; |diff| <= 1e-4 on logits of
+ * magnitude ~1 (f32 vs f64 arithmetic over a few hundred terms). */
+START_TEST(test_families_match_naive_forward)
+{
+    const tiny_spec *s = &g_tiny[_i];
+    tiny_model tm;
+    char dir[400], err[512] = "";
+    int32_t ids[12];
+    int T = 12;
+    unsigned seed = 5 + (unsigned)_i;
+    double *ref = malloc((size_t)T * s->vocab * sizeof(double));
+    float *lg = malloc((size_t)T * s->vocab * sizeof(float));
+    for (int i = 0; i < T; i++)
+        ids[i] = (int32_t)((frand(&seed) + 1) * 0.5 * (s->vocab - 1));
+    snprintf(dir, sizeof(dir), "%s/tiny%d", g_tmp, _i);
+    tiny_build(&tm, s);
+    tiny_write(&tm, s, dir);
+    nv_forward(&tm, s, ids, T, ref);
+    for (int kv = 0; kv < kn_math_variant_count(); kv++) {
+        eng_model_opts o;
+        eng_model *m = NULL;
+        if (!kn_math_usable(kn_math_variant(kv)))
+            continue;
+        eng_model_opts_default(&o);
+        o.kernels = kn_math_variant(kv)->name;
+        ck_assert_msg(eng_model_load(&m, dir, &o, err, sizeof(err)) == 0, "%s", err);
+        eng_seq *sq = eng_seq_new(m, (size_t)T);
+        eng_batch_item it = {sq, ids, (size_t)T, true, lg};
+        ck_assert_msg(eng_forward(m, &it, 1, err, sizeof(err)) == 0, "%s", err);
+        double worst = 0;
+        for (int i = 0; i < T * s->vocab; i++)
+            worst = fmax(worst, fabs(lg[i] - ref[i]));
+        ck_assert_msg(worst <= 1e-4, "family %d (%s) prefill: max |diff| %g", _i, o.kernels, worst);
+        eng_seq_truncate(sq, 0);
+        for (int p = 0; p < T; p++) {
+            it = (eng_batch_item){sq, &ids[p], 1, false, lg};
+            ck_assert(eng_forward(m, &it, 1, err, sizeof(err)) == 0);
+            for (int i = 0; i < s->vocab; i++)
+                ck_assert_msg(fabs(lg[i] - ref[p * s->vocab + i]) <= 1e-4,
+                              "family %d (%s) step %d", _i, o.kernels, p);
+        }
+        eng_seq_free(sq);
+        eng_model_free(m);
+    }
+    for (int i = 0; i < tm.n; i++)
+        free(tm.t[i].val);
+    free(ref);
+    free(lg);
+}
+END_TEST
+
 /* ---- sampling and generation ------------------------------------------- */
 
 START_TEST(test_sampler_greedy_and_filters)
@@ -724,6 +1076,75 @@ START_TEST(test_generate_greedy_ids)
 }
 END_TEST
 
+typedef struct cat_buf {
+    char   text[4096];
+    size_t len;
+    int    calls;
+} cat_buf;
+
+static int cat_cb(int32_t id, const char *text, size_t len, void *ud)
+{
+    cat_buf *b = ud;
+    (void)id;
+    ck_assert(b->len + len < sizeof(b->text));
+    memcpy(b->text + b->len, text, len);
+    b->len += len;
+    b->text[b->len] = '\0';
+    b->calls++;
+    return 0;
+}
+
+/* With the tokenizer: the streamed pieces add up to the returned text, a
+ * stop string cuts the text before it and nothing past the cut is ever
+ * streamed (the held-back "Q" below is a prefix of the stop string "Q9").
+ * Expected text: transformers' decode of the same greedy ids
+ * ("Once upon a timeQQQQQQQ9pphe Onceleingenily upon...",
+ * reference/stories260k.json decoded_prompt_plus_greedy). */
+START_TEST(test_generate_text_and_stop_strings)
+{
+    eng_model *m = load_data_model("stories260k", NULL);
+    eng_tokenizer *tok = NULL;
+    char path[512], err[512] = "", *text = NULL;
+    int32_t *prompt = NULL, *ids = NULL;
+    size_t n_prompt = 0, n = 0, tl = 0;
+    eng_gen_params gp;
+    eng_stop_reason why;
+    static const struct {
+        const char *stop, *want;
+        eng_stop_reason why;
+    } cases[] = {
+        {NULL, "QQQQQQQ9pphe Onceleingen", ENG_STOP_LENGTH},
+        {"pphe", "QQQQQQQ9", ENG_STOP_STRING},
+        {"Q9", "QQQQQQ", ENG_STOP_STRING},
+    };
+    snprintf(path, sizeof(path), "%s/models/stories260k", g_data);
+    ck_assert_msg(eng_tokenizer_load(&tok, path, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(eng_tokenizer_encode(tok, "Once upon a time", 16, true, &prompt, &n_prompt) == 0);
+    ck_assert_uint_eq(n_prompt, 5);                 /* BOS + 4: reference prompt_ids */
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        cat_buf cb = {{0}, 0, 0};
+        eng_gen_params_default(&gp);
+        gp.max_tokens = 14;
+        gp.stop = &cases[c].stop;
+        gp.n_stop = cases[c].stop ? 1 : 0;
+        ck_assert_msg(eng_generate(m, tok, prompt, n_prompt, &gp, cat_cb, &cb, &ids, &n, &text,
+                                   &tl, &why, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_msg(why == cases[c].why, "case %zu: stop reason %d", c, (int)why);
+        ck_assert_msg(strncmp(text, cases[c].want, strlen(cases[c].want)) == 0 &&
+                      (cases[c].stop == NULL || strlen(text) == strlen(cases[c].want)),
+                      "case %zu: text \"%s\"", c, text);
+        ck_assert_msg(cb.len == tl && memcmp(cb.text, text, tl) == 0,
+                      "case %zu: streamed \"%s\" vs returned \"%s\"", c, cb.text, text);
+        ck_assert_int_eq(cb.calls, (int)n);
+        free(ids);
+        free(text);
+    }
+    free(prompt);
+    eng_tokenizer_free(tok);
+    eng_model_free(m);
+}
+END_TEST
+
 static void make_tmp(void)
 {
     snprintf(g_tmp, sizeof(g_tmp), "/tmp/check_engine.XXXXXX");
@@ -770,11 +1191,14 @@ static Suite *engine_suite(bool have_data)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, make_tmp, rm_tmp);
     tcase_add_test(tc, test_model_refuses_bad_dirs);
+    tcase_add_loop_test(tc, test_families_match_naive_forward, 0,
+                        (int)(sizeof(g_tiny) / sizeof(g_tiny[0])));
     if (have_data) {
         tcase_add_loop_test(tc, test_model_logits_batch_and_cache, 0, 2);
         tcase_add_test(tc, test_model_names_are_state_dict_paths);
         tcase_add_test(tc, test_forward_refuses_bad_batches);
         tcase_add_test(tc, test_generate_greedy_ids);
+        tcase_add_test(tc, test_generate_text_and_stop_strings);
     }
     suite_add_tcase(s, tc);
     return s;
