@@ -503,7 +503,7 @@ static int bpe_words(enc *e, const char *s, size_t n, bool first)
 static int text_segment(enc *e, const char *s, size_t n, bool first)
 {
     tok_buf bufs[2] = { { 0 }, { 0 } };
-    tok_buf *norm;
+    tok_buf *norm = NULL;
     int rc = normalize(e, s, n, bufs, &norm);
     if (rc == 0)
         rc = split_added(e, norm->p, norm->len, first, true, bpe_words);

@@ -126,6 +126,15 @@ static int seq_items(json_t *j, const char *key, json_t **arr, const char *path,
     return 0;
 }
 
+/* "where.key[i]" for error messages; a too deep path is cut short (the
+ * depth is limited, so this does not happen with MAX_DEPTH 8). */
+static void sub_where(char *dst, size_t n, const char *where, const char *key, size_t i)
+{
+    int r = snprintf(dst, n, "%s.%s[%zu]", where, key, i);
+    if (r < 0 || (size_t)r >= n)
+        dst[n - 1] = '\0';
+}
+
 static int grow(void **arr, size_t n, size_t elem)
 {
     void *p = realloc(*arr, (n + 1) * elem);
@@ -217,7 +226,7 @@ static int norm_one(eng_tokenizer *t, json_t *j, const char *path, const char *w
             return rc;
         json_array_foreach(arr, i, it) {
             char sub[256];
-            snprintf(sub, sizeof(sub), "%s.normalizers[%zu]", where, i);
+            sub_where(sub, sizeof(sub), where, "normalizers", i);
             if ((rc = norm_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
                 return rc;
         }
@@ -368,7 +377,7 @@ static int pre_one(eng_tokenizer *t, json_t *j, const char *path, const char *wh
             return rc;
         json_array_foreach(arr, i, it) {
             char sub[256];
-            snprintf(sub, sizeof(sub), "%s.pretokenizers[%zu]", where, i);
+            sub_where(sub, sizeof(sub), where, "pretokenizers", i);
             if ((rc = pre_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
                 return rc;
         }
@@ -464,7 +473,7 @@ static int dec_one(eng_tokenizer *t, json_t *j, const char *path, const char *wh
             return rc;
         json_array_foreach(arr, i, it) {
             char sub[256];
-            snprintf(sub, sizeof(sub), "%s.decoders[%zu]", where, i);
+            sub_where(sub, sizeof(sub), where, "decoders", i);
             if ((rc = dec_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
                 return rc;
         }
@@ -619,7 +628,7 @@ static int post_one(eng_tokenizer *t, json_t *j, const char *path, const char *w
             return rc;
         json_array_foreach(arr, i, it) {
             char sub[256];
-            snprintf(sub, sizeof(sub), "%s.processors[%zu]", where, i);
+            sub_where(sub, sizeof(sub), where, "processors", i);
             if ((rc = post_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
                 return rc;
         }

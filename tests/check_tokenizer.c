@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
 
 static char g_data[4096];          /* $FP8D_TEST_DATA/tokenizer */
@@ -339,6 +340,61 @@ START_TEST(test_encode_rejects_invalid_utf8)
     ck_assert_int_eq(eng_tokenizer_decode(t, bad, 4, false, &s, &slen), 0);
     ck_assert_str_eq(s, "!!");
     free(s);
+    eng_tokenizer_free(t);
+}
+END_TEST
+
+/* One tokenizer, several threads encoding and decoding at once: each
+ * thread checks every case against the reference ids. */
+typedef struct mt_arg { const eng_tokenizer *t; json_t *cases; int bad; } mt_arg;
+
+static void *mt_worker(void *p)
+{
+    mt_arg *a = p;
+    json_t *c;
+    size_t ci;
+    for (int rep = 0; rep < 20; rep++) {
+        json_array_foreach(a->cases, ci, c) {
+            json_t *text = json_object_get(c, "text"), *want = json_object_get(c, "ids");
+            int32_t *ids;
+            size_t n;
+            if (eng_tokenizer_encode(a->t, json_string_value(text), json_string_length(text),
+                                     false, &ids, &n) != 0) {
+                a->bad++;
+                continue;
+            }
+            if (n != json_array_size(want))
+                a->bad++;
+            for (size_t i = 0; i < n && i < json_array_size(want); i++)
+                a->bad += ids[i] != json_integer_value(json_array_get(want, i));
+            char *s;
+            size_t slen;
+            if (eng_tokenizer_decode(a->t, ids, n, false, &s, &slen) != 0 ||
+                slen != json_string_length(text) || memcmp(s, json_string_value(text), slen))
+                a->bad++;
+            else
+                free(s);
+            free(ids);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_encode_decode)
+{
+    eng_tokenizer *t = load_ok(g_shk);
+    json_t *ref = load_json("shakespeare-cases.json");
+    pthread_t th[4];
+    mt_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (mt_arg){ t, json_object_get(ref, "cases"), 0 };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, mt_worker, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(args[i].bad, 0);
+    }
+    json_decref(ref);
     eng_tokenizer_free(t);
 }
 END_TEST
@@ -793,6 +849,7 @@ START_TEST(test_malformed_tokenizer_json_refused)
     char huge[6000];
     expect_refused("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0", -EINVAL, "invalid JSON");
     expect_refused("[1, 2]", -EINVAL, "top level");
+    expect_refused(MODEL("{\"a\": 0, \"a\": 1}", "[]"), -EINVAL, "duplicate");
     expect_refused("{}", -EINVAL, "\"model\"");
     expect_refused(MODEL("[\"a\"]", "[]"), -EINVAL, "model.vocab");
     expect_refused(MODEL("{\"a\": \"0\"}", "[]"), -EINVAL, "model.vocab[\"a\"]");
@@ -1031,6 +1088,7 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_shakespeare_roundtrip_and_stream);
     tcase_add_test(tc, test_stream_never_splits_a_character);
     tcase_add_test(tc, test_encode_rejects_invalid_utf8);
+    tcase_add_test(tc, test_concurrent_encode_decode);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stories260k");
