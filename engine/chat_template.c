@@ -99,6 +99,8 @@ typedef struct rd {
     size_t n;
     char *err;
     size_t errlen;
+    size_t *spans;                /* [2 * n_spans] message-content byte ranges */
+    size_t n_spans, cap_spans;
 } rd;
 
 static void put(rd *r, const char *s)
@@ -127,6 +129,49 @@ static void put_trim(rd *r, const char *s)
     while (b > a && is_ws(s[b - 1]))
         b--;
     putn(r, s + a, b - a);
+}
+
+/* Message content (as opposed to template text) is recorded as a span, so
+ * that eng_chat_encode can keep special-token text typed by a user from
+ * becoming a special token (model-formats.md 4.4, prompt injection). */
+static void span_add(rd *r, size_t start)
+{
+    if (r->rc != 0 || r->out.len == start)
+        return;
+    if (r->n_spans == r->cap_spans) {
+        size_t cap = r->cap_spans ? r->cap_spans * 2 : 16;
+        size_t *v = realloc(r->spans, 2 * cap * sizeof(*v));
+        if (v == NULL) {
+            r->rc = -ENOMEM;
+            return;
+        }
+        r->spans = v;
+        r->cap_spans = cap;
+    }
+    r->spans[2 * r->n_spans] = start;
+    r->spans[2 * r->n_spans + 1] = r->out.len;
+    r->n_spans++;
+}
+
+static void cput(rd *r, const char *s)
+{
+    size_t start = r->out.len;
+    put(r, s);
+    span_add(r, start);
+}
+
+static void cputn(rd *r, const char *s, size_t n)
+{
+    size_t start = r->out.len;
+    putn(r, s, n);
+    span_add(r, start);
+}
+
+static void cput_trim(rd *r, const char *s)
+{
+    size_t start = r->out.len;
+    put_trim(r, s);
+    span_add(r, start);
 }
 
 static const char *bos(const rd *r) { return r->p->bos_token ? r->p->bos_token : ""; }
@@ -174,7 +219,7 @@ static void llama3_block(rd *r, const char *role, const char *content)
     put(r, "<|start_header_id|>");
     put(r, role);
     put(r, "<|end_header_id|>\n\n");
-    put_trim(r, content);
+    cput_trim(r, content);
     put(r, "<|eot_id|>");
 }
 
@@ -197,7 +242,7 @@ static void render_llama3(rd *r, bool gen, bool v31)
         put(r, d ? d : "26 Jul 2024");
         put(r, "\n\n");
         if (r->n > 0 && role_is(&r->m[0], "system")) {
-            put_trim(r, r->m[0].content);
+            cput_trim(r, r->m[0].content);
             i = 1;
         }
         put(r, "<|eot_id|>");
@@ -234,12 +279,15 @@ static bool chatml_default_system(const char *tmpl, const char **s, size_t *n)
     return false;
 }
 
-static void chatml_block(rd *r, const char *role, const char *content, size_t len)
+static void chatml_block(rd *r, const char *role, const char *content, size_t len, bool user)
 {
     put(r, "<|im_start|>");
     put(r, role);
     put(r, "\n");
-    putn(r, content, len);
+    if (user)
+        cputn(r, content, len);
+    else
+        putn(r, content, len);
     put(r, "<|im_end|>\n");
 }
 
@@ -253,9 +301,9 @@ static void render_chatml(rd *r, bool gen)
     if (tmpl && strstr(tmpl, "bos_token"))
         put(r, bos(r));
     if ((r->n == 0 || !role_is(&r->m[0], "system")) && chatml_default_system(tmpl, &ds, &dn))
-        chatml_block(r, "system", ds, dn);
+        chatml_block(r, "system", ds, dn, false);
     for (size_t i = 0; i < r->n; i++)
-        chatml_block(r, r->m[i].role, r->m[i].content, strlen(r->m[i].content));
+        chatml_block(r, r->m[i].role, r->m[i].content, strlen(r->m[i].content), true);
     if (gen)
         put(r, "<|im_start|>assistant\n");
 }
@@ -282,7 +330,7 @@ static void render_qwen3(rd *r, bool gen)
     for (size_t i = 0; i < r->n; i++) {
         const char *c = r->m[i].content, *end = c + strlen(c);
         if (!role_is(&r->m[i], "assistant")) {
-            chatml_block(r, r->m[i].role, c, strlen(c));
+            chatml_block(r, r->m[i].role, c, strlen(c), true);
             continue;
         }
         /* content.split('</think>')[-1].lstrip('\n'); the reasoning is
@@ -304,10 +352,10 @@ static void render_qwen3(rd *r, bool gen)
         put(r, "<|im_start|>assistant\n");
         if (any_user && i > last_user && (i + 1 == r->n || rb > ra)) {
             put(r, "<think>\n");
-            putn(r, ra, (size_t)(rb - ra));
+            cputn(r, ra, (size_t)(rb - ra));
             put(r, "\n</think>\n\n");
         }
-        putn(r, ca, (size_t)(cb - ca));
+        cputn(r, ca, (size_t)(cb - ca));
         put(r, "<|im_end|>\n");
     }
     if (gen) {
@@ -331,10 +379,10 @@ static void render_mistral_plain(rd *r, eng_chat_format fmt)
     for (size_t i = 0; i < r->n; i++) {
         if (role_is(&r->m[i], "user")) {
             put(r, "[INST] ");
-            put(r, r->m[i].content);
+            cput(r, r->m[i].content);
             put(r, " [/INST]");
         } else {
-            put(r, r->m[i].content);
+            cput(r, r->m[i].content);
             put(r, eos(r));
             if (fmt == ENG_CHAT_MISTRAL_V1)
                 put(r, " ");
@@ -358,15 +406,15 @@ static void render_mistral_v3(rd *r, bool tekken)
         if (role_is(&r->m[i], "user")) {
             put(r, tekken ? "[INST]" : "[INST] ");
             if (first == 1 && i == last_user) {
-                put(r, r->m[0].content);
+                cput(r, r->m[0].content);
                 put(r, "\n\n");
             }
-            put(r, r->m[i].content);
+            cput(r, r->m[i].content);
             put(r, "[/INST]");
         } else {
             if (!tekken)
                 put(r, " ");
-            put(r, r->m[i].content);
+            cput(r, r->m[i].content);
             put(r, eos(r));
         }
     }
@@ -383,17 +431,17 @@ static void render_mistral_v7(rd *r)
     put(r, bos(r));
     if (first) {
         put(r, "[SYSTEM_PROMPT] ");
-        put(r, r->m[0].content);
+        cput(r, r->m[0].content);
         put(r, "[/SYSTEM_PROMPT]");
     }
     for (size_t i = first; i < r->n; i++) {
         if (role_is(&r->m[i], "user")) {
             put(r, "[INST] ");
-            put(r, r->m[i].content);
+            cput(r, r->m[i].content);
             put(r, "[/INST]");
         } else {
             put(r, " ");
-            put(r, r->m[i].content);
+            cput(r, r->m[i].content);
             put(r, eos(r));
         }
     }
@@ -419,17 +467,17 @@ static void render_llama2(rd *r)
                     (rc = eng__buf_put(&c, s, strlen(s))) == 0 &&
                     (rc = eng__buf_put(&c, "\n<</SYS>>\n\n", 11)) == 0 &&
                     (rc = eng__buf_put(&c, u, strlen(u))) == 0)
-                    put_trim(r, c.p);
+                    cput_trim(r, c.p);     /* <<SYS>> is plain text */
                 if (rc < 0 && r->rc == 0)
                     r->rc = rc;
                 eng__buf_cleanup(&c);
             } else {
-                put_trim(r, r->m[i].content);
+                cput_trim(r, r->m[i].content);
             }
             put(r, " [/INST]");
         } else {
             put(r, " ");
-            put_trim(r, r->m[i].content);
+            cput_trim(r, r->m[i].content);
             put(r, " ");
             put(r, eos(r));
         }
@@ -443,7 +491,7 @@ static void render_zephyr(rd *r, bool gen, const char *end)
         put(r, "<|");
         put(r, r->m[i].role);
         put(r, "|>\n");
-        put(r, r->m[i].content);
+        cput(r, r->m[i].content);
         put(r, end);
         put(r, "\n");
     }
@@ -464,10 +512,10 @@ static void render_gemma(rd *r, bool gen)
         bool user = role_is(&r->m[i], "user");
         put(r, user ? "<start_of_turn>user\n" : "<start_of_turn>model\n");
         if (user && first == 1 && i == 1) {
-            put_trim(r, r->m[0].content);
+            cput_trim(r, r->m[0].content);
             put(r, "\n\n");
         }
-        put_trim(r, r->m[i].content);
+        cput_trim(r, r->m[i].content);
         put(r, "<end_of_turn>\n");
     }
     if (gen)
@@ -498,14 +546,19 @@ static eng_chat_format pick_format(rd *r)
     return fmt;
 }
 
-int eng_chat_render_params(const eng_chat_params *p, const eng_chat_msg *msgs, size_t n_msgs,
-                           bool gen, char **text, size_t *len, char *err, size_t errlen)
+int eng__chat_render_spans(const eng_chat_params *p, const eng_chat_msg *msgs, size_t n_msgs,
+                           bool gen, char **text, size_t *len, size_t **spans,
+                           size_t *n_spans, char *err, size_t errlen)
 {
     rd r = { .p = p, .m = msgs, .n = n_msgs, .err = err, .errlen = errlen };
     eng_chat_format fmt;
 
     *text = NULL;
     *len = 0;
+    if (spans != NULL) {
+        *spans = NULL;
+        *n_spans = 0;
+    }
     for (size_t i = 0; i < n_msgs; i++)
         if (msgs[i].role == NULL || msgs[i].content == NULL || msgs[i].role[0] == '\0' ||
             strpbrk(msgs[i].role, "<>|[]\n") != NULL)
@@ -535,11 +588,58 @@ int eng_chat_render_params(const eng_chat_params *p, const eng_chat_msg *msgs, s
         if (r.rc == -ENOMEM)
             kn_errf(err, errlen, "chat template: out of memory");
         eng__buf_cleanup(&r.out);
+        free(r.spans);
         return r.rc;
     }
     *text = r.out.p;
     *len = r.out.len;
+    if (spans != NULL) {
+        *spans = r.spans;
+        *n_spans = r.n_spans;
+    } else {
+        free(r.spans);
+    }
     return 0;
+}
+
+int eng_chat_render_params(const eng_chat_params *p, const eng_chat_msg *msgs, size_t n_msgs,
+                           bool gen, char **text, size_t *len, char *err, size_t errlen)
+{
+    return eng__chat_render_spans(p, msgs, n_msgs, gen, text, len, NULL, NULL, err, errlen);
+}
+
+static void params_from(eng_chat_params *p, const eng_tokenizer *tok, const char *name)
+{
+    eng_chat_params_default(p);
+    p->template_name = name;
+    p->template_text = tok->chat_template;
+    p->bos_token = tok->bos_text;
+    p->eos_token = tok->eos_text;
+}
+
+int eng_chat_encode(const eng_tokenizer *tok, const eng_chat_msg *msgs, size_t n_msgs,
+                    bool gen, const char *template_name, int32_t **ids, size_t *n_ids,
+                    char *err, size_t errlen)
+{
+    eng_chat_params p;
+    char *text;
+    size_t len, *spans, n_spans;
+    int rc;
+
+    *ids = NULL;
+    *n_ids = 0;
+    params_from(&p, tok, template_name);
+    if ((rc = eng__chat_render_spans(&p, msgs, n_msgs, gen, &text, &len, &spans, &n_spans, err,
+                                     errlen)) < 0)
+        return rc;
+    rc = eng__tok_encode_protected(tok, text, len, spans, n_spans, ids, n_ids);
+    if (rc == -EILSEQ)
+        kn_errf(err, errlen, "chat message content is not valid UTF-8");
+    else if (rc < 0)
+        kn_errf(err, errlen, "chat encode: %s", kn_strerror(rc));
+    free(text);
+    free(spans);
+    return rc;
 }
 
 int eng_chat_render(const eng_tokenizer *tok, const eng_chat_msg *msgs, size_t n_msgs,
@@ -548,10 +648,6 @@ int eng_chat_render(const eng_tokenizer *tok, const eng_chat_msg *msgs, size_t n
 {
     eng_chat_params p;
 
-    eng_chat_params_default(&p);
-    p.template_name = template_name;
-    p.template_text = tok->chat_template;
-    p.bos_token = tok->bos_text;
-    p.eos_token = tok->eos_text;
+    params_from(&p, tok, template_name);
     return eng_chat_render_params(&p, msgs, n_msgs, gen, text, len, err, errlen);
 }

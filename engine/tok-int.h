@@ -192,6 +192,17 @@ tok_bpe_scratch *eng__bpe_scratch_new(void);
 void eng__bpe_scratch_free(tok_bpe_scratch *s);
 int eng__bpe_word(const eng_tokenizer *t, tok_bpe_scratch *s, const char *w, size_t len, tok_ids *out);
 
+/* tok_encode.c: encode with pass-1 added-token matching disabled inside
+ * the byte ranges prot[2i]..prot[2i+1] (message contents of a chat). */
+int eng__tok_encode_protected(const eng_tokenizer *t, const char *text, size_t len,
+                              const size_t *prot, size_t n_prot, int32_t **ids, size_t *n_ids);
+
+/* chat_template.c: render, also returning the content spans (malloc'd
+ * pairs [start, end) of byte offsets; *spans may be NULL when none). */
+int eng__chat_render_spans(const eng_chat_params *p, const eng_chat_msg *msgs, size_t n_msgs,
+                           bool gen, char **text, size_t *len, size_t **spans,
+                           size_t *n_spans, char *err, size_t errlen);
+
 /* tok_config.c: tokenizer_config.json, generation_config.json, config.json,
  * chat_template.jinja. */
 int eng__tok_load_side_files(eng_tokenizer *t, const char *dir, char *err, size_t errlen);

@@ -25,6 +25,8 @@ typedef struct enc {
     plist a, b;
     tok_ids *out;
     bool parse_special;
+    const size_t *prot;      /* [2 * n_prot] raw-text ranges without pass 1 */
+    size_t n_prot;
 } enc;
 
 /* A range of a match list: [start, end), is_match. */
@@ -444,6 +446,15 @@ static int32_t added_at(const eng_tokenizer *t, const char *s, size_t n, size_t 
 
 typedef int (*segment_fn)(enc *e, const char *s, size_t n, bool first);
 
+/* Does raw text [a, b) touch a protected (user content) range? */
+static bool protected_overlap(const enc *e, size_t a, size_t b)
+{
+    for (size_t i = 0; i < e->n_prot; i++)
+        if (a < e->prot[2 * i + 1] && e->prot[2 * i] < b)
+            return true;
+    return false;
+}
+
 /* Splits s into added tokens (ids out) and text segments (to fn), with
  * the single_word / lstrip / rstrip rules (added_vocabulary.rs). */
 static int split_added(enc *e, const char *s, size_t n, bool first, bool normalized_pass,
@@ -461,9 +472,10 @@ static int split_added(enc *e, const char *s, size_t n, bool first, bool normali
         }
         const tok_added *a = &t->added[ai];
         size_t ms = pos, me = pos + a->len;
-        if (a->single_word &&
-            ((ms > 0 && is_word_char(s + prev_char(s, ms), n - prev_char(s, ms))) ||
-             (me < n && is_word_char(s + me, n - me)))) {
+        bool word_ok = !a->single_word ||
+            !((ms > 0 && is_word_char(s + prev_char(s, ms), n - prev_char(s, ms))) ||
+              (me < n && is_word_char(s + me, n - me)));
+        if (!word_ok || (!normalized_pass && protected_overlap(e, ms, me))) {
             pos += char_len(s + pos, n - pos);
             continue;
         }
@@ -521,11 +533,13 @@ static int push_all(tok_ids *out, const int32_t *v, size_t n)
     return 0;
 }
 
-int eng_tokenizer_encode_ex(const eng_tokenizer *t, const char *text, size_t len,
-                            bool add_special, bool parse_special, int32_t **ids, size_t *n_ids)
+static int encode(const eng_tokenizer *t, const char *text, size_t len, bool add_special,
+                  bool parse_special, const size_t *prot, size_t n_prot, int32_t **ids,
+                  size_t *n_ids)
 {
     tok_ids out = { 0 };
-    enc e = { .t = t, .out = &out, .parse_special = parse_special };
+    enc e = { .t = t, .out = &out, .parse_special = parse_special, .prot = prot,
+              .n_prot = n_prot };
     int rc;
 
     *ids = NULL;
@@ -558,6 +572,18 @@ out:
     plist_cleanup(&e.a);
     plist_cleanup(&e.b);
     return rc;
+}
+
+int eng_tokenizer_encode_ex(const eng_tokenizer *t, const char *text, size_t len,
+                            bool add_special, bool parse_special, int32_t **ids, size_t *n_ids)
+{
+    return encode(t, text, len, add_special, parse_special, NULL, 0, ids, n_ids);
+}
+
+int eng__tok_encode_protected(const eng_tokenizer *t, const char *text, size_t len,
+                              const size_t *prot, size_t n_prot, int32_t **ids, size_t *n_ids)
+{
+    return encode(t, text, len, false, true, prot, n_prot, ids, n_ids);
 }
 
 int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len,

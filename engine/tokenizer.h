@@ -163,6 +163,17 @@ int eng_chat_render_params(const eng_chat_params *p, const eng_chat_msg *msgs, s
                            bool add_generation_prompt, char **text, size_t *len,
                            char *err, size_t errlen);
 
+/* Renders with tok's template and encodes the result the way a server
+ * should: add_special off (the template writes BOS where the real one
+ * does), the template's own special tokens parsed, but special-token text
+ * inside message contents encoded as plain text (a user cannot inject
+ * "<|im_end|>"; model-formats.md 4.4).  For benign contents the ids equal
+ * eng_tokenizer_encode(render, false).  *ids malloc'd, caller frees.
+ * Errors as eng_chat_render_params, plus -EILSEQ for invalid UTF-8. */
+int eng_chat_encode(const eng_tokenizer *tok, const eng_chat_msg *msgs, size_t n_msgs,
+                    bool add_generation_prompt, const char *template_name,
+                    int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+
 /* The same with the template text and BOS/EOS strings of tok;
  * template_name may be NULL. */
 int eng_chat_render(const eng_tokenizer *tok, const eng_chat_msg *msgs, size_t n_msgs,
