@@ -157,6 +157,7 @@ struct eng_tokenizer {
     tok_strmap added_map;         /* content -> id */
     uint8_t added_first[256];     /* first bytes of added tokens (a filter) */
     bool split_special;           /* tokenizer_config split_special_tokens */
+    bool cleanup_spaces;          /* tokenizer_config clean_up_tokenization_spaces */
 
     /* pipeline */
     tok_norm *norms;   size_t n_norms;

@@ -229,7 +229,7 @@ static int tokenizer_config(eng_tokenizer *t, const char *dir, bool *bos_known, 
     char path[4096];
     json_t *cfg;
     bool eos_present;
-    int add_bos, add_eos_tok, split, rc;
+    int add_bos, add_eos_tok, split, cleanup, rc;
 
     snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
     if ((cfg = eng__tok_json_load(path, false, err, errlen, &rc)) == NULL)
@@ -239,9 +239,12 @@ static int tokenizer_config(eng_tokenizer *t, const char *dir, bool *bos_known, 
         (rc = chat_template(cfg, &t->chat_template, path, err, errlen)) < 0 ||
         (rc = bool_field(cfg, "add_bos_token", &add_bos, path, err, errlen)) < 0 ||
         (rc = bool_field(cfg, "add_eos_token", &add_eos_tok, path, err, errlen)) < 0 ||
-        (rc = bool_field(cfg, "split_special_tokens", &split, path, err, errlen)) < 0)
+        (rc = bool_field(cfg, "split_special_tokens", &split, path, err, errlen)) < 0 ||
+        (rc = bool_field(cfg, "clean_up_tokenization_spaces", &cleanup, path, err,
+                         errlen)) < 0)
         goto out;
     t->split_special = split == 1;
+    t->cleanup_spaces = cleanup == 1;
     if (t->bos_text && (rc = text_id(t, t->bos_text, "bos_token", path, &t->bos_id, err,
                                      errlen)) < 0)
         goto out;

@@ -221,6 +221,45 @@ static int dec_metaspace(const tok_dec *d, const tlist *in, tlist *out, size_t f
     return 0;
 }
 
+/* transformers' clean_up_tokenization: these replacements, in this
+ * order, each over the whole string.  Never longer than the input. */
+static void cleanup_spaces(char *s, size_t *len)
+{
+    static const char *const kRep[][2] = {
+        { " .", "." }, { " ?", "?" }, { " !", "!" }, { " ,", "," }, { " ' ", "'" },
+        { " n't", "n't" }, { " 'm", "'m" }, { " 's", "'s" }, { " 've", "'ve" },
+        { " 're", "'re" },
+    };
+    for (size_t k = 0; k < sizeof(kRep) / sizeof(kRep[0]); k++) {
+        size_t fl = strlen(kRep[k][0]), tl = strlen(kRep[k][1]), r = 0, w = 0;
+        while (r < *len) {
+            if (r + fl <= *len && memcmp(s + r, kRep[k][0], fl) == 0) {
+                memmove(s + w, kRep[k][1], tl);
+                w += tl;
+                r += fl;
+            } else {
+                s[w++] = s[r++];
+            }
+        }
+        *len = w;
+        s[w] = '\0';
+    }
+}
+
+bool eng_tokenizer_cleanup_default(const eng_tokenizer *t)
+{
+    return t->cleanup_spaces;
+}
+
+int eng_tokenizer_decode_ex(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
+                            bool skip_special, bool cleanup, char **text, size_t *len)
+{
+    int rc = eng_tokenizer_decode(t, ids, n_ids, skip_special, text, len);
+    if (rc == 0 && cleanup)
+        cleanup_spaces(*text, len);
+    return rc;
+}
+
 int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
                          bool skip_special, char **text, size_t *len)
 {

@@ -53,6 +53,17 @@ int  eng_tokenizer_encode_ex(const eng_tokenizer *tok, const char *text, size_t 
 int  eng_tokenizer_decode(const eng_tokenizer *tok, const int32_t *ids, size_t n_ids,
                           bool skip_special, char **text, size_t *len);
 
+/* As eng_tokenizer_decode, plus transformers' clean_up_tokenization_spaces
+ * when cleanup is true (" ." -> ".", " n't" -> "n't", ...; model-formats.md
+ * 4.11).  It corrupts text such as "x != y", so the server leaves it off;
+ * it exists for bit-exact comparison with HF for files that ask for it
+ * (eng_tokenizer_cleanup_default).  Streaming never applies it. */
+int  eng_tokenizer_decode_ex(const eng_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                             bool skip_special, bool cleanup, char **text, size_t *len);
+
+/* tokenizer_config.json clean_up_tokenization_spaces (false if absent). */
+bool eng_tokenizer_cleanup_default(const eng_tokenizer *tok);
+
 int32_t eng_tokenizer_bos(const eng_tokenizer *tok);                    /* -1 if none */
 
 /* Stop ids (*ids borrowed): union of generation_config.json and config.json

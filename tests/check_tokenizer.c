@@ -455,6 +455,39 @@ START_TEST(test_concurrent_encode_decode)
 }
 END_TEST
 
+/* clean_up_tokenization_spaces (§4.11, §6.15): off by default and in the
+ * shakespeare config; on request it does what transformers does, which
+ * visibly corrupts these strings (expected outputs derived by hand from
+ * the replacement list). */
+START_TEST(test_decode_cleanup_spaces_is_opt_in)
+{
+    static const char *const kCases[][2] = {
+        { "x != y", "x!= y" },
+        { "hello ! they 're here , do n't they ?", "hello! they're here, don't they?" },
+        { "the word 'social'", "the word'social'" },      /* " 's" matches */
+        { "a ' b", "a'b" },
+    };
+    eng_tokenizer *t = load_ok(g_shk);
+    ck_assert(!eng_tokenizer_cleanup_default(t));
+    for (size_t k = 0; k < sizeof(kCases) / sizeof(kCases[0]); k++) {
+        int32_t *ids;
+        size_t n, len;
+        char *s;
+        ck_assert_int_eq(eng_tokenizer_encode(t, kCases[k][0], strlen(kCases[k][0]), false,
+                                              &ids, &n), 0);
+        ck_assert_int_eq(eng_tokenizer_decode_ex(t, ids, n, false, false, &s, &len), 0);
+        ck_assert_str_eq(s, kCases[k][0]);
+        free(s);
+        ck_assert_int_eq(eng_tokenizer_decode_ex(t, ids, n, false, true, &s, &len), 0);
+        ck_assert_str_eq(s, kCases[k][1]);
+        ck_assert_uint_eq(len, strlen(kCases[k][1]));
+        free(s);
+        free(ids);
+    }
+    eng_tokenizer_free(t);
+}
+END_TEST
+
 /* ---- stories260k: SentencePiece-style BPE with byte fallback ----------- */
 
 START_TEST(test_stories_reference_cases)
@@ -1146,6 +1179,7 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_stream_never_splits_a_character);
     tcase_add_test(tc, test_encode_rejects_invalid_utf8);
     tcase_add_test(tc, test_concurrent_encode_decode);
+    tcase_add_test(tc, test_decode_cleanup_spaces_is_opt_in);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stories260k");
