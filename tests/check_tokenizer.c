@@ -682,6 +682,9 @@ START_TEST(test_metaspace_first_vs_legacy_prepend)
     json_object_set_new(j, "pre_tokenizer",
                         json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
                                   "\xE2\x96\x81", "prepend_scheme", "first", "split", 0));
+    json_object_set_new(j, "decoder",
+                        json_pack("{s:s, s:s, s:s}", "type", "Metaspace", "replacement",
+                                  "\xE2\x96\x81", "prepend_scheme", "first"));
     char path[256];
     snprintf(path, sizeof(path), "%s/tokenizer.json", g_tmp);
     ck_assert_int_eq(json_dump_file(j, path, 0), 0);
@@ -692,6 +695,14 @@ START_TEST(test_metaspace_first_vs_legacy_prepend)
     ck_assert_int_eq(eng_tokenizer_encode(legacy, "Hello world", 11, false, &a, &na), 0);
     ck_assert_int_eq(eng_tokenizer_encode(first, "Hello world", 11, false, &b, &nb), 0);
     ck_assert(na == nb && memcmp(a, b, na * sizeof(*a)) == 0);
+    /* The Metaspace decoder turns "▁" into ' ' and drops it in the first
+     * token; streaming keeps the space before "world". */
+    char *d;
+    size_t dlen;
+    ck_assert_int_eq(eng_tokenizer_decode(first, b, nb, false, &d, &dlen), 0);
+    ck_assert_str_eq(d, "Hello world");
+    free(d);
+    check_stream(first, b, nb, false, "metaspace");
     free(a);
     free(b);
     /* " Hi": Prepend always adds (▁▁Hi); Metaspace sees the leading ▁
