@@ -29,3 +29,17 @@ endif
 conformance: conformance-engine
 
 .PHONY: conformance-engine
+
+# bench_engine: prefill/decode tokens/s on shakespeare-small (F32, BF16), 1
+# and 2 threads; 'make bench' only.  A check program (built, never run by
+# 'make check') hooked in through a prerequisite like the conformance run.
+if HAVE_CHECK
+check_PROGRAMS += tests/bench_engine
+endif
+tests_bench_engine_SOURCES = tests/bench_engine.c
+tests_bench_engine_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS)
+tests_bench_engine_LDADD   = $(ENG_LIBS) $(DEP_LIBS)
+bench: bench-engine
+bench-engine: tests/bench_engine
+	@echo "== tests/bench_engine"; $(AM_TESTS_ENVIRONMENT) ./tests/bench_engine
+.PHONY: bench-engine
