@@ -63,19 +63,20 @@ int kn_init(const char *force)
             why = "FP8D_KERNELS";
         }
     } else {
-        why = "forced";
+        why = "kn_init(force)";
     }
     if (force != NULL) {
         /* A name this build knows nothing of is a typo, not a CPU
          * limitation: say so apart from -ENOTSUP. */
         if (strcmp(force, "ref") != 0 && strcmp(force, "avx512") != 0) {
-            kn_log(KN_LOG_ERR, "kernels", "unknown kernel variant '%s' (ref, avx512)", force);
+            kn_log(KN_LOG_ERR, "kernels", "%s: unknown kernel variant '%s' (expected ref or avx512)",
+                   why, force);
             return -EINVAL;
         }
         pick = find_variant(force);
         if (pick == NULL || !kn_variant_usable(pick)) {
-            kn_log(KN_LOG_ERR, "kernels", "kernel variant '%s' cannot run here (%s)", force,
-                   pick == NULL ? "not compiled in" : kn__cpu_avx512_report());
+            kn_log(KN_LOG_ERR, "kernels", "%s: kernel variant '%s' cannot run here (%s)", why,
+                   force, pick == NULL ? "not compiled in" : kn__cpu_avx512_report());
             return -ENOTSUP;
         }
     } else {
