@@ -141,7 +141,7 @@ typedef struct eng_model eng_model;
 
 typedef struct eng_model_opts {
     int         n_threads;   /* OpenMP team of eng_forward; 0 = omp default */
-    const char *kernels;     /* force a kn_math variant ("ref"); NULL = best */
+    const char *kernels;     /* force a kn_math variant ("ref"); NULL = $FP8D_KERNELS, else best */
 } eng_model_opts;
 
 void eng_model_opts_default(eng_model_opts *o);

@@ -250,7 +250,7 @@ static void logits_out(eng_model *m, const eng_batch_item *items, size_t n_items
         size_t first = it->all_logits ? r : r + it->n_tokens - 1;
         size_t n = it->all_logits ? it->n_tokens : 1;
         r += it->n_tokens;
-        if (it->logits == NULL)
+        if (it->logits == NULL || it->n_tokens == 0)
             continue;
         par_rmsnorm(m, s->xb + first * d, s->x + first * d, m->final_norm, n);
         par_linear(m, it->logits, V, s->xb + first * d, d, n, &m->lm_head);

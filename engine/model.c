@@ -236,9 +236,11 @@ int eng_model_load(eng_model **out, const char *dir, const eng_model_opts *opts,
     if ((m = calloc(1, sizeof(*m))) == NULL)
         return -ENOMEM;
     m->n_threads = opts->n_threads;
-    if ((m->ops = kn_math_select(opts->kernels)) == NULL) {
+    /* $FP8D_KERNELS forces a variant as it does for the codec (kn_init). */
+    const char *kernels = opts->kernels ? opts->kernels : getenv("FP8D_KERNELS");
+    if ((m->ops = kn_math_select(kernels)) == NULL) {
         kn_errf(err, errlen, "kernels \"%s\": unknown or not usable on this CPU",
-                opts->kernels ? opts->kernels : "(best)");
+                kernels ? kernels : "(best)");
         rc = -EINVAL;
         goto fail;
     }

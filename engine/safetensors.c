@@ -269,6 +269,42 @@ static int check_metadata(json_t *meta, const char *path, char *err, size_t errl
     return 0;
 }
 
+/* Appends the validated entries to f: names copied, data pointing into
+ * the map (or into an aligned copy when the file placed it unaligned). */
+static int place_tensors(eng_st_file *f, const st_map *mp, const unsigned char *base,
+                         const st_entry *ents, size_t n_ents)
+{
+    eng_tensor *nt = realloc(f->tensors, (f->n_tensors + n_ents + 1) * sizeof(*nt));
+    void **nc = realloc(f->copies, (f->n_copies + n_ents + 1) * sizeof(*nc));
+    if (nt != NULL)
+        f->tensors = nt;
+    if (nc != NULL)
+        f->copies = nc;
+    if (nt == NULL || nc == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n_ents; i++) {
+        eng_tensor t = ents[i].t;
+        const unsigned char *d = base + ents[i].begin;
+        size_t al = eng_dtype_size(t.dtype);
+        if ((t.name = strdup(t.name)) == NULL)
+            return -ENOMEM;
+        t.file = mp->path;
+        if (al > 1 && ((uintptr_t)d % al) != 0) {
+            void *c = kn_alloc(t.size);
+            if (c == NULL) {
+                free((char *)t.name);
+                return -ENOMEM;
+            }
+            memcpy(c, d, t.size);
+            f->copies[f->n_copies++] = c;
+            d = c;
+        }
+        t.data = d;
+        f->tensors[f->n_tensors++] = t;
+    }
+    return 0;
+}
+
 /* Parses the header of a mapped file and appends its tensors to f. */
 static int parse_header(eng_st_file *f, const st_map *mp, char *err, size_t errlen)
 {
@@ -351,41 +387,7 @@ static int parse_header(eng_st_file *f, const st_map *mp, char *err, size_t errl
         rc = ENG_E_FORMAT;
         goto out;
     }
-    /* Place: grow f's arrays, copy names, point into the map (or copy). */
-    eng_tensor *nt = realloc(f->tensors, (f->n_tensors + n_ents + 1) * sizeof(*nt));
-    void **nc = realloc(f->copies, (f->n_copies + n_ents + 1) * sizeof(*nc));
-    if (nt != NULL)
-        f->tensors = nt;
-    if (nc != NULL)
-        f->copies = nc;
-    if (nt == NULL || nc == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n_ents; i++) {
-        eng_tensor t = ents[i].t;
-        const unsigned char *d = p + 8 + n + ents[i].begin;
-        size_t al = eng_dtype_size(t.dtype);
-        if ((t.name = strdup(t.name)) == NULL) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        t.file = mp->path;
-        if (al > 1 && ((uintptr_t)d % al) != 0) {
-            void *c = kn_alloc(t.size);
-            if (c == NULL) {
-                free((char *)t.name);
-                rc = -ENOMEM;
-                goto out;
-            }
-            memcpy(c, d, t.size);
-            f->copies[f->n_copies++] = c;
-            d = c;
-        }
-        t.data = d;
-        f->tensors[f->n_tensors++] = t;
-    }
-    rc = 0;
+    rc = place_tensors(f, mp, p + 8 + n, ents, n_ents);
 out:
     free(ents);
     json_decref(root);

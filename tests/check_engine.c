@@ -567,6 +567,10 @@ START_TEST(test_forward_refuses_bad_batches)
     eng_batch_item two[2] = {{s, ids, 1, false, NULL}, {s, ids, 1, false, NULL}};
     ck_assert_int_eq(eng_forward(m, two, 2, err, sizeof(err)), -EINVAL);
     ck_assert(eng_seq_new(m, 513) == NULL);              /* beyond max_position_embeddings */
+    float lg[512];
+    eng_batch_item empty = {s, ids, 0, false, lg};       /* nothing to do, nothing written */
+    ck_assert_int_eq(eng_forward(m, &empty, 1, err, sizeof(err)), 0);
+    ck_assert_uint_eq(eng_seq_len(s), 0);
     /* an error in item 1 leaves item 0's sequence untouched */
     two[1] = (eng_batch_item){s2, &bad, 1, false, NULL};
     ck_assert_int_eq(eng_forward(m, two, 2, err, sizeof(err)), -EINVAL);
