@@ -1,4 +1,128 @@
-/* main.c: placeholder until the foundation lands. */
+/* main.c: fp8d's startup order, shutdown and exit codes; the only place
+ * in the tree that ends the process.
+ *
+ * Exit codes: 0 clean (also after --help, --version, a good --check-config
+ * and a drained SIGTERM); 1 start-up failure, a bad --check-config or a
+ * forced stop (second signal); 2 invalid configuration or command line. */
 #include "config.h"
+
+#include "server/server.h"
+#include "kernels/kn_base.h"
+
+#include <signal.h>
 #include <stdio.h>
-int main(void) { puts("fp8d " PACKAGE_VERSION); return 0; }
+#include <string.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_CONFIG = 2 };
+
+static int check_config(const srv_config *cfg, const char *path)
+{
+    api_service_params p;
+    api_service *svc;
+    char err[1024];
+
+    api_service_params_default(&p);
+    p.model_path = cfg->model;
+    if (api_service_new(&svc, &p, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fp8d: %s\n", err);
+        return EXIT_FAIL;
+    }
+    api_service_free(svc);
+    printf("fp8d: configuration OK (%s)\n", path[0] ? path : "no config file, defaults");
+    return EXIT_OK;
+}
+
+/* Start-up failed after logging began: tell systemd why, then exit. */
+static int fail_start(int rc, const char *err)
+{
+    char msg[32];
+
+    SRV_LOG(KN_LOG_ERR, "%s", err);
+    snprintf(msg, sizeof(msg), "ERRNO=%d", rc < 0 ? -rc : rc);
+    srv_notify(msg);
+    srv_notify_status("failed: %s", err);
+    return EXIT_FAIL;
+}
+
+static int serve(srv_config *cfg, const char *path, int argc, char **argv)
+{
+    api_service_params p;
+    api_service *svc = NULL;
+    srv_http *http = NULL;
+    char err[1024];
+    int rc, n_fds, code;
+
+    SRV_LOG(KN_LOG_INFO, "fp8d %s starting: config %s, model %s", PACKAGE_VERSION,
+            path[0] ? path : "(none, defaults and flags)", cfg->model);
+    srv_notify_status("starting: checking model %s", cfg->model);
+    api_service_params_default(&p);
+    p.model_path = cfg->model;
+    p.threads = (int)cfg->threads;
+    if ((rc = api_service_new(&svc, &p, err, sizeof(err))) < 0)
+        return fail_start(rc, err);
+    if ((n_fds = srv_listen_fds(err, sizeof(err))) < 0) {
+        api_service_free(svc);
+        return fail_start(n_fds, err);
+    }
+    if (n_fds > 1)
+        SRV_LOG(KN_LOG_WARN, "socket activation passed %d sockets; serving on the first",
+                n_fds);
+    /* The model is only checked, not loaded yet, so the service is ready
+     * before the first connection is accepted (under socket activation
+     * that connection is already waiting).  The model loader will move
+     * this state itself once it exists. */
+    api_service_set_state(svc, API_STATE_READY);
+    if ((rc = srv_http_start(&http, svc, cfg, n_fds > 0 ? 3 : -1, err, sizeof(err))) < 0) {
+        api_service_free(svc);
+        return fail_start(rc, err);
+    }
+    if (n_fds > 0)
+        SRV_LOG(KN_LOG_INFO, "listening on socket-activated fd 3 (port %d)",
+                srv_http_port(http));
+    else
+        SRV_LOG(KN_LOG_INFO, "listening on http://%s:%d", cfg->host, srv_http_port(http));
+    srv_notify("READY=1");
+    srv_notify_status("ready: serving on port %d", srv_http_port(http));
+
+    srv_loop_ctx ctx = { .cfg = cfg, .argc = argc, .argv = argv, .svc = svc, .http = http };
+    code = srv_loop_run(&ctx);
+    srv_http_stop(http);
+    api_service_free(svc);
+    SRV_LOG(KN_LOG_INFO, "stopped (exit status %d)", code);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    srv_config cfg;
+    srv_action action;
+    char err[1024], path[4096];
+    int code;
+
+    if (srv_config_load(&cfg, argc, argv, &action, path, sizeof(path), err, sizeof(err)) < 0) {
+        fprintf(stderr, "fp8d: %s\n", err);
+        return action == SRV_CHECK_CONFIG ? EXIT_FAIL : EXIT_CONFIG;
+    }
+    switch (action) {
+    case SRV_HELP:
+        srv_config_help(stdout, argv[0]);
+        return EXIT_OK;
+    case SRV_VERSION:
+        printf("fp8d %s\n", PACKAGE_VERSION);
+        return EXIT_OK;
+    case SRV_CHECK_CONFIG:
+        return check_config(&cfg, path);
+    case SRV_RUN:
+        break;
+    }
+    /* Before any thread exists: MHD's threads inherit the blocked mask, so
+     * only the libuv loop ever takes these signals. */
+    signal(SIGPIPE, SIG_IGN);
+    srv_signals_block();
+    srv_log_init((int)cfg.log_level, (int)cfg.log_format);
+    if (srv_systemd_init(err, sizeof(err)) < 0)
+        SRV_LOG(KN_LOG_WARN, "systemd notify disabled: %s", err);
+    code = serve(&cfg, path, argc, argv);
+    srv_systemd_cleanup();
+    return code;
+}

@@ -1,0 +1,132 @@
+/* api_metrics.c: the HTTP counters and GET /metrics in the Prometheus
+ * text format 0.0.4 (serving-anchors 2.7).  Names carry the "fp8d:" prefix
+ * the way vLLM's carry "vllm:", so dashboards built for it read naturally.
+ * Labels have a fixed set of values (route labels from the route table,
+ * status codes 100..599), so the number of series stays bounded. */
+#include "config.h"
+
+#include "api/api-int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void api_metrics_request_begin(api_service *svc)
+{
+    atomic_fetch_add(&svc->in_flight, 1);
+}
+
+void api_metrics_request_end(api_service *svc, const char *path, int status)
+{
+    int route = path != NULL ? api__route_find(path, strcspn(path, "?")) : -1;
+
+    if (route < 0)
+        route = (int)api__n_routes;          /* "other" */
+    if (status < API_STATUS_MIN || status > API_STATUS_MAX)
+        status = 500;                        /* no other value can leave the server */
+    atomic_fetch_add(&svc->requests[route][status - API_STATUS_MIN], 1);
+    atomic_fetch_sub(&svc->in_flight, 1);
+}
+
+int64_t api_metrics_in_flight(const api_service *svc)
+{
+    return atomic_load(&((api_service *)svc)->in_flight);
+}
+
+/* A growable text buffer; on allocation failure it stops growing and
+ * remembers the failure, so callers check once at the end. */
+typedef struct textbuf {
+    char  *s;
+    size_t len, cap;
+    int    failed;
+} textbuf;
+
+__attribute__((format(printf, 2, 3)))
+static void tb_printf(textbuf *tb, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (tb->failed)
+        return;
+    for (;;) {
+        size_t room = tb->cap - tb->len;
+        va_start(ap, fmt);
+        n = vsnprintf(tb->s != NULL ? tb->s + tb->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            tb->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            tb->len += (size_t)n;
+            return;
+        }
+        size_t cap = tb->cap * 2 + (size_t)n + 256;
+        char *p = realloc(tb->s, cap);
+        if (p == NULL) {
+            tb->failed = 1;
+            return;
+        }
+        tb->s = p;
+        tb->cap = cap;
+    }
+}
+
+static void family(textbuf *tb, const char *name, const char *type, const char *help)
+{
+    tb_printf(tb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static double uptime_seconds(const api_service *svc)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - svc->started.tv_sec) +
+           (double)(now.tv_nsec - svc->started.tv_nsec) / 1e9;
+}
+
+int api__metrics(api_service *svc, const char *body, size_t body_len, api_response *out)
+{
+    textbuf tb = { 0 };
+    api_state st = api_service_state(svc);
+
+    family(&tb, "fp8d:build_info", "gauge", "Build information; the value is always 1.");
+    tb_printf(&tb, "fp8d:build_info{version=\"%s\"} 1\n", svc->version);
+    family(&tb, "fp8d:process_start_time_seconds", "gauge",
+           "Start time of the service since the Unix epoch, in seconds.");
+    tb_printf(&tb, "fp8d:process_start_time_seconds %.3f\n", svc->started_unix);
+    family(&tb, "fp8d:uptime_seconds", "gauge", "Seconds since the service started.");
+    tb_printf(&tb, "fp8d:uptime_seconds %.3f\n", uptime_seconds(svc));
+    family(&tb, "fp8d:server_state", "gauge",
+           "Lifecycle state; the series of the current state is 1.");
+    for (int s = 0; s < API_STATE_COUNT_; s++)
+        tb_printf(&tb, "fp8d:server_state{state=\"%s\"} %d\n", api_state_name((api_state)s),
+                  s == (int)st);
+    family(&tb, "fp8d:http_requests_in_flight", "gauge",
+           "HTTP requests received and not yet answered.");
+    tb_printf(&tb, "fp8d:http_requests_in_flight %lld\n",
+              (long long)api_metrics_in_flight(svc));
+    family(&tb, "fp8d:http_requests_total", "counter",
+           "HTTP requests answered, by route and status code.");
+    for (size_t r = 0; r <= api__n_routes; r++) {
+        const char *label = r < api__n_routes ? api__routes[r].path : "other";
+        for (int i = 0; i < API_N_STATUS; i++) {
+            uint64_t n = atomic_load(&svc->requests[r][i]);
+            if (n != 0)
+                tb_printf(&tb, "fp8d:http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                          label, i + API_STATUS_MIN, (unsigned long long)n);
+        }
+    }
+    if (tb.failed || tb.s == NULL) {
+        free(tb.s);
+        return api_error_response(out, 500, "out of memory building /metrics");
+    }
+    out->status = 200;
+    out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    out->body = tb.s;
+    out->body_len = tb.len;
+    return 0;
+}

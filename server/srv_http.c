@@ -1,0 +1,356 @@
+/* srv_http.c: the HTTP transport on libmicrohttpd.  It turns MHD's
+ * callbacks into api_handle calls; every JSON shape lives in api/.
+ *
+ * How MHD is driven: MHD runs its own epoll thread pool
+ * (MHD_USE_EPOLL_INTERNAL_THREAD + MHD_OPTION_THREAD_POOL_SIZE), not
+ * external polling from the libuv loop.  The main thread then stays free
+ * for signals, the watchdog and reloads even when a handler is slow, and
+ * the engine (later) can resume suspended connections from its own thread,
+ * which is how MHD's flow-control chapter expects suspend/resume to be used
+ * (MHD_ALLOW_SUSPEND_RESUME, which also gives the inter-thread channel
+ * MHD_quiesce_daemon needs for the drain).  The cost: handlers run on MHD
+ * threads, so everything they share with the main thread is atomic.
+ *
+ * We bind the listening socket ourselves (or take systemd's) and pass it
+ * with MHD_OPTION_LISTEN_SOCKET, so bind errors name the address and the
+ * socket-activation path is the same code.
+ *
+ * Per request: the first callback allocates a conn_ctx and refuses with 413
+ * at once when Content-Length is over the limit; body chunks are appended
+ * until the limit, after which they are discarded (a chunked body over the
+ * limit is never buffered whole) and the final callback answers 413. */
+#include "config.h"
+
+#include "server/server.h"
+#include "kernels/kn_base.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct srv_http {
+    struct MHD_Daemon *d;
+    api_service       *svc;
+    _Atomic int64_t    max_body;
+    _Atomic uint64_t   next_id;
+    int                listen_fd;   /* ours until MHD_quiesce_daemon hands it back */
+    int                port;
+    bool               quiesced;
+};
+
+typedef struct conn_ctx {
+    uint64_t        id;
+    struct timespec start;
+    char            method[16];
+    char            path[256];      /* truncated copy, for the log and metrics */
+    char           *body;
+    size_t          body_len, body_cap;
+    bool            too_large;
+    int             status;         /* 0 until a response is queued */
+} conn_ctx;
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, conn_ctx *ctx, api_response *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ok;
+    char id[24];
+
+    resp = MHD_create_response_from_buffer(r->body_len, r->body != NULL ? r->body : "",
+                                           MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) {
+        api_response_cleanup(r);
+        return MHD_NO;               /* MHD closes the connection */
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)ctx->id);
+    MHD_add_response_header(resp, "X-Request-Id", id);
+    for (size_t i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    ok = MHD_queue_response(c, (unsigned int)r->status, resp);
+    MHD_destroy_response(resp);
+    if (ok == MHD_YES)
+        ctx->status = r->status;
+    api_response_cleanup(r);
+    return ok;
+}
+
+static enum MHD_Result queue_413(struct MHD_Connection *c, conn_ctx *ctx, int64_t limit,
+                                 const char *what)
+{
+    api_response r;
+    char msg[160];
+
+    memset(&r, 0, sizeof(r));
+    snprintf(msg, sizeof(msg), "request body %s is larger than max_body_bytes (%lld bytes)",
+             what, (long long)limit);
+    api_error_response(&r, 413, msg);
+    /* The unread body stays on the wire: close instead of keeping alive. */
+    api_response_add_header(&r, "Connection", "close");
+    return queue(c, ctx, &r);
+}
+
+static conn_ctx *conn_begin(srv_http *h, const char *url, const char *method)
+{
+    conn_ctx *ctx = calloc(1, sizeof(*ctx));
+
+    if (ctx == NULL)
+        return NULL;
+    ctx->id = atomic_fetch_add(&h->next_id, 1);
+    clock_gettime(CLOCK_MONOTONIC, &ctx->start);
+    snprintf(ctx->method, sizeof(ctx->method), "%s", method);
+    snprintf(ctx->path, sizeof(ctx->path), "%s", url);
+    api_metrics_request_begin(h->svc);
+    return ctx;
+}
+
+/* Appends a chunk, or drops the body once it passes the limit. */
+static void body_append(conn_ctx *ctx, const char *data, size_t n, int64_t limit)
+{
+    if (ctx->too_large)
+        return;
+    if ((int64_t)(ctx->body_len + n) > limit) {
+        ctx->too_large = true;
+        free(ctx->body);
+        ctx->body = NULL;
+        ctx->body_len = ctx->body_cap = 0;
+        return;
+    }
+    if (ctx->body_len + n + 1 > ctx->body_cap) {
+        size_t cap = ctx->body_cap ? ctx->body_cap : 1024;
+        char *p;
+        while (cap < ctx->body_len + n + 1)
+            cap *= 2;
+        if ((p = realloc(ctx->body, cap)) == NULL) {
+            /* Treated like an oversized body: refused, never half-kept. */
+            ctx->too_large = true;
+            free(ctx->body);
+            ctx->body = NULL;
+            ctx->body_len = ctx->body_cap = 0;
+            return;
+        }
+        ctx->body = p;
+        ctx->body_cap = cap;
+    }
+    memcpy(ctx->body + ctx->body_len, data, n);
+    ctx->body_len += n;
+    ctx->body[ctx->body_len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    srv_http *h = cls;
+    conn_ctx *ctx = *req_cls;
+    int64_t limit = atomic_load(&h->max_body);
+    api_response r;
+
+    if (ctx == NULL) {
+        const char *cl;
+        if ((ctx = conn_begin(h, url, method)) == NULL)
+            return MHD_NO;
+        *req_cls = ctx;
+        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)limit)
+            return queue_413(c, ctx, limit, "announced by Content-Length");
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (ctx->status == 0)
+            body_append(ctx, upload_data, *upload_data_size, limit);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (ctx->status != 0)
+        return MHD_YES;
+    if (ctx->too_large)
+        return queue_413(c, ctx, limit, "received");
+    api_handle(h->svc, method, url, ctx->body, ctx->body_len, &r);
+    return queue(c, ctx, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    srv_http *h = cls;
+    conn_ctx *ctx = *req_cls;
+    /* 499: the client went away before an answer (nginx's convention). */
+    int status = ctx != NULL && ctx->status != 0 ? ctx->status : 499;
+
+    if (ctx == NULL)
+        return;
+    srv_log_req(status >= 500 ? KN_LOG_WARN : KN_LOG_INFO, ctx->id,
+                "%s %s status=%d ms=%.3f%s", ctx->method, ctx->path, status,
+                ms_since(&ctx->start),
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " terminated=early");
+    api_metrics_request_end(h->svc, ctx->path, status);
+    free(ctx->body);
+    free(ctx);
+    *req_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    kn_log(KN_LOG_WARN, "mhd", "%s", msg);
+}
+
+/* Binds and listens on host:port; returns the fd or a negative errno. */
+static int open_listener(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints, *ai = NULL;
+    char service[8];
+    int fd = -1, one = 1, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof(service), "%d", port);
+    if ((rc = getaddrinfo(host, service, &hints, &ai)) != 0) {
+        kn_errf(err, errlen, "host \"%s\": %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+        rc = -errno;
+        kn_errf(err, errlen, "listen on %s:%d: socket: %s", host, port, strerror(-rc));
+        goto fail;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+        rc = -errno;
+        kn_errf(err, errlen, "listen on %s:%d: %s", host, port, strerror(-rc));
+        goto fail;
+    }
+    freeaddrinfo(ai);
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;                                    /* a unix socket has no port */
+}
+
+int srv_http_start(srv_http **out, api_service *svc, const srv_config *cfg, int listen_fd,
+                   char *err, size_t errlen)
+{
+    srv_http *h;
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG;
+    int rc;
+
+    *out = NULL;
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
+        kn_errf(err, errlen, "http: out of memory");
+        return -ENOMEM;
+    }
+    h->svc = svc;
+    atomic_init(&h->max_body, cfg->max_body_bytes);
+    atomic_init(&h->next_id, 1);
+    if (listen_fd >= 0) {
+        /* systemd's socket may be blocking; MHD's thread pool needs it not to be. */
+        int fl = fcntl(listen_fd, F_GETFL);
+        if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            rc = -errno;
+            kn_errf(err, errlen, "socket activation: fd %d: %s", listen_fd, strerror(-rc));
+            free(h);
+            return rc;
+        }
+        h->listen_fd = listen_fd;
+    } else if ((h->listen_fd = open_listener(cfg->host, (int)cfg->port, err, errlen)) < 0) {
+        rc = h->listen_fd;
+        free(h);
+        return rc;
+    }
+    h->port = bound_port(h->listen_fd);
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+                            /* first, or MHD logs its own way until it sees it */
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_END);
+    if (h->d == NULL) {
+        kn_errf(err, errlen, "http: libmicrohttpd failed to start on %s:%d (see the mhd "
+                "log line above)", cfg->host, h->port);
+        close(h->listen_fd);
+        free(h);
+        return -EIO;
+    }
+    *out = h;
+    return 0;
+}
+
+int srv_http_port(const srv_http *h)
+{
+    return h->port;
+}
+
+void srv_http_set_max_body(srv_http *h, int64_t max_body_bytes)
+{
+    atomic_store(&h->max_body, max_body_bytes);
+}
+
+void srv_http_quiesce(srv_http *h)
+{
+    MHD_socket fd;
+
+    if (h == NULL || h->quiesced)
+        return;
+    h->quiesced = true;
+    /* MHD hands the listening socket back; closing it refuses new
+     * connections.  Under socket activation systemd keeps its own copy, so
+     * the port stays open for the next instance. */
+    fd = MHD_quiesce_daemon(h->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void srv_http_stop(srv_http *h)
+{
+    if (h == NULL)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}
