@@ -19,6 +19,7 @@ typedef struct eng_linear {
     kn_wtype    wtype;
     const float *bias;       /* [n_out] widened to f32 (owned by the model), or NULL */
     int         n_in, n_out;
+    void       *packed;      /* kn_pack_weights panels of w (owned), or NULL */
     void       *fp8;         /* FP8 state, NULL until issue 5 */
 } eng_linear;
 

@@ -91,16 +91,24 @@ int eng__scratch_reserve(eng_model *m, size_t rows, size_t max_ctx)
     return 0;
 }
 
-/* y[rows, ldy] = x[rows, ldx] . W^T (+b), output rows split across threads. */
+/* y[rows, ldy] = x[rows, ldx] . W^T (+b), output rows split across threads
+ * (whole panels when the weights are packed). */
 static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
                        size_t rows, const eng_linear *l)
 {
     const kn_math_ops *ops = m->ops;
-    long n_chunks = (l->n_out + LIN_CHUNK - 1) / LIN_CHUNK;
+    bool packed = l->packed != NULL && ops->linear_packed != NULL;
+    size_t chunk = packed ? KN_PANEL : LIN_CHUNK;
+    long n_chunks = (long)((l->n_out + chunk - 1) / chunk);
     long work = (long)rows * l->n_out * l->n_in;
 #pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) if (work >= PAR_MIN_WORK)
     for (long ch = 0; ch < n_chunks; ch++) {
-        size_t n0 = (size_t)ch * LIN_CHUNK, n1 = n0 + LIN_CHUNK;
+        size_t n0 = (size_t)ch * chunk, n1 = n0 + chunk;
+        if (packed) {
+            ops->linear_packed(y, ldy, x, ldx, rows, l->packed, l->wtype, (size_t)l->n_in,
+                               (size_t)l->n_out, (size_t)ch, (size_t)ch + 1, l->bias);
+            continue;
+        }
         if (n1 > (size_t)l->n_out)
             n1 = (size_t)l->n_out;
         ops->linear(y, ldy, x, ldx, rows, l->w, l->wtype, (size_t)l->n_in, n0, n1, l->bias);

@@ -123,6 +123,24 @@ static int bind_linear(binder *b, eng_linear *l, const char *prefix, int n_out, 
     return 0;
 }
 
+/* Packs every Linear once at load for the kernels' panel layout (the
+ * mapped original stays the reference for names, shapes and FP8 work). */
+static int pack_all(eng_model *m, char *err, size_t errlen)
+{
+    if (m->ops->linear_packed == NULL)
+        return 0;
+    for (size_t i = 0; i < m->n_linears; i++) {
+        eng_linear *l = m->linears[i];
+        size_t sz = kn_packed_size(l->wtype, (size_t)l->n_out, (size_t)l->n_in);
+        if ((l->packed = kn_alloc(sz)) == NULL) {
+            kn_errf(err, errlen, "%s: out of memory packing %zu bytes", l->name, sz);
+            return -ENOMEM;
+        }
+        kn_pack_weights(l->packed, l->w, l->wtype, (size_t)l->n_out, (size_t)l->n_in);
+    }
+    return 0;
+}
+
 static int bind_layer(binder *b, int i)
 {
     eng_model *m = b->m;
@@ -251,7 +269,7 @@ int eng_model_load(eng_model **out, const char *dir, const eng_model_opts *opts,
     }
     if ((rc = eng_model_config_load(&m->cfg, path, err, errlen)) < 0 ||
         (rc = eng_st_open_dir(&m->st, dir, err, errlen)) < 0 ||
-        (rc = bind_all(m, err, errlen)) < 0 ||
+        (rc = bind_all(m, err, errlen)) < 0 || (rc = pack_all(m, err, errlen)) < 0 ||
         (rc = eng__rope_init(m, err, errlen)) < 0)
         goto fail;
     ENG_LOG(KN_LOG_INFO, "model=%s arch=%s layers=%d dim=%d heads=%d/%d vocab=%d kernels=%s",
@@ -269,6 +287,8 @@ void eng_model_free(eng_model *m)
     if (m == NULL)
         return;
     eng__scratch_free(&m->s);
+    for (size_t i = 0; i < m->n_linears; i++)
+        kn_free(m->linears[i]->packed);
     for (size_t i = 0; i < m->n_f32_bufs; i++)
         free(m->f32_bufs[i]);
     free(m->f32_bufs);

@@ -27,6 +27,13 @@ typedef struct kn_math_ops {
     void (*linear)(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                    const void *w, kn_wtype wt, size_t K, size_t n0, size_t n1,
                    const float *bias);
+    /* The same product from weights packed by kn_pack_weights: output
+     * panels [p0, p1) of KN_PANEL rows each (the last one may be partial:
+     * N is the true row count).  No horizontal sums, so large M runs near
+     * the FMA peak; optional in a table (NULL: use linear). */
+    void (*linear_packed)(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                          const void *wp, kn_wtype wt, size_t K, size_t N, size_t p0,
+                          size_t p1, const float *bias);
     float (*dot)(const float *a, const float *b, size_t n);
     void  (*axpy)(float *y, float a, const float *x, size_t n);  /* y += a * x */
 } kn_math_ops;
@@ -37,6 +44,14 @@ bool               kn_math_usable(const kn_math_ops *ops);
 /* The fastest usable variant, or the one named (NULL = best); NULL when
  * the name is unknown or the variant cannot run on this CPU. */
 const kn_math_ops *kn_math_select(const char *name);
+
+/* Packed weight layout: panel p holds rows [p*KN_PANEL, (p+1)*KN_PANEL)
+ * of W transposed, k-major: dst[p][k][j] = W[p*KN_PANEL + j][k], zero
+ * beyond N, in W's own type (no rounding: BF16 stays BF16).
+ * kn_packed_size gives the bytes; dst must be 64-byte aligned. */
+#define KN_PANEL 32
+size_t kn_packed_size(kn_wtype wt, size_t N, size_t K);
+void   kn_pack_weights(void *dst, const void *w, kn_wtype wt, size_t N, size_t K);
 
 /* Scalar-path helpers (exact conversions; f32 math in the obvious order). */
 float kn_bf16_to_f32(uint16_t h);

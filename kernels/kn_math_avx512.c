@@ -97,6 +97,69 @@ static void avx_linear(float *y, size_t ldy, const float *x, size_t ldx, size_t 
     }
 }
 
+/* Packed panels: rows of x broadcast one k at a time against 32 weights
+ * (two vectors); MR rows x 2 vectors of accumulators, 12 for MR = 6. */
+AI void ptile(float *y, size_t ldy, const float *x, size_t ldx, const void *wp, kn_wtype wt,
+              size_t K, size_t n_valid, const float *bias, const int MR)
+{
+    __m512 acc[6][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        __m512 w0 = wload(wp, wt, k * KN_PANEL, 0xFFFF);
+        __m512 w1 = wload(wp, wt, k * KN_PANEL + 16, 0xFFFF);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            __m512 xb = _mm512_set1_ps(x[i * ldx + k]);
+            acc[i][0] = _mm512_fmadd_ps(xb, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(xb, w1, acc[i][1]);
+        }
+    }
+    __mmask16 m0 = n_valid >= 16 ? 0xFFFF : (__mmask16)((1u << n_valid) - 1);
+    __mmask16 m1 = n_valid >= 32 ? 0xFFFF : n_valid <= 16 ? 0 : (__mmask16)((1u << (n_valid - 16)) - 1);
+    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        _mm512_mask_storeu_ps(y + i * ldy, m0, _mm512_add_ps(acc[i][0], b0));
+        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, _mm512_add_ps(acc[i][1], b1));
+    }
+}
+
+AI void linear_packed_t(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                        const void *wp, kn_wtype wt, size_t K, size_t N, size_t p0, size_t p1,
+                        const float *bias)
+{
+    size_t es = wt == KN_W_F32 ? 4 : 2;
+    for (size_t p = p0; p < p1; p++) {
+        const void *w = (const char *)wp + p * K * KN_PANEL * es;
+        size_t n0 = p * KN_PANEL, nv = N - n0 < KN_PANEL ? N - n0 : KN_PANEL, m = 0;
+        const float *b = bias ? bias + n0 : NULL;
+        for (; m + 6 <= M; m += 6)
+            ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 6);
+        switch (M - m) {
+        case 5: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 5); break;
+        case 4: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 4); break;
+        case 3: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 3); break;
+        case 2: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 2); break;
+        case 1: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 1); break;
+        default: break;
+        }
+    }
+}
+
+static void avx_linear_packed(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                              const void *wp, kn_wtype wt, size_t K, size_t N, size_t p0,
+                              size_t p1, const float *bias)
+{
+    switch (wt) {
+    case KN_W_BF16: linear_packed_t(y, ldy, x, ldx, M, wp, KN_W_BF16, K, N, p0, p1, bias); break;
+    case KN_W_F16:  linear_packed_t(y, ldy, x, ldx, M, wp, KN_W_F16, K, N, p0, p1, bias); break;
+    default:        linear_packed_t(y, ldy, x, ldx, M, wp, KN_W_F32, K, N, p0, p1, bias); break;
+    }
+}
+
 static float avx_dot(const float *a, const float *b, size_t n)
 {
     __m512 acc = _mm512_setzero_ps();
@@ -123,4 +186,4 @@ static void avx_axpy(float *y, float a, const float *x, size_t n)
     }
 }
 
-const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_dot, avx_axpy};
+const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_linear_packed, avx_dot, avx_axpy};

@@ -59,6 +59,53 @@ static void ref_linear(float *y, size_t ldy, const float *x, size_t ldx, size_t 
         }
 }
 
+static size_t wsize(kn_wtype wt)
+{
+    return wt == KN_W_F32 ? 4 : 2;
+}
+
+size_t kn_packed_size(kn_wtype wt, size_t N, size_t K)
+{
+    return (N + KN_PANEL - 1) / KN_PANEL * KN_PANEL * K * wsize(wt);
+}
+
+void kn_pack_weights(void *dst, const void *w, kn_wtype wt, size_t N, size_t K)
+{
+    size_t n_pan = (N + KN_PANEL - 1) / KN_PANEL;
+    /* rows past N (the last panel's padding) must read as zeros */
+    if (N % KN_PANEL != 0)
+        memset(dst, 0, kn_packed_size(wt, N, K));
+    for (size_t p = 0; p < n_pan; p++)
+        for (size_t j = 0; j < KN_PANEL && p * KN_PANEL + j < N; j++) {
+            size_t row = p * KN_PANEL + j;
+            if (wt == KN_W_F32) {
+                float *d = (float *)dst + p * K * KN_PANEL + j;
+                const float *s = (const float *)w + row * K;
+                for (size_t k = 0; k < K; k++)
+                    d[k * KN_PANEL] = s[k];
+            } else {
+                uint16_t *d = (uint16_t *)dst + p * K * KN_PANEL + j;
+                const uint16_t *s = (const uint16_t *)w + row * K;
+                for (size_t k = 0; k < K; k++)
+                    d[k * KN_PANEL] = s[k];
+            }
+        }
+}
+
+static void ref_linear_packed(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                              const void *wp, kn_wtype wt, size_t K, size_t N, size_t p0,
+                              size_t p1, const float *bias)
+{
+    for (size_t p = p0; p < p1; p++)
+        for (size_t j = 0; j < KN_PANEL && p * KN_PANEL + j < N; j++)
+            for (size_t m = 0; m < M; m++) {
+                float acc = 0.0f;
+                for (size_t k = 0; k < K; k++)
+                    acc += x[m * ldx + k] * wload(wp, wt, (p * K + k) * KN_PANEL + j);
+                y[m * ldy + p * KN_PANEL + j] = acc + (bias ? bias[p * KN_PANEL + j] : 0.0f);
+            }
+}
+
 static float ref_dot(const float *a, const float *b, size_t n)
 {
     float acc = 0.0f;
@@ -112,7 +159,7 @@ void kn_rope_half(float *x, const float *cos, const float *sin, size_t rot)
     }
 }
 
-static const kn_math_ops g_ref = {"ref", ref_linear, ref_dot, ref_axpy};
+static const kn_math_ops g_ref = {"ref", ref_linear, ref_linear_packed, ref_dot, ref_axpy};
 
 #ifdef HAVE_KN_AVX512
 extern const kn_math_ops kn__math_avx512;

@@ -416,6 +416,54 @@ START_TEST(test_linear_variants_match_ref)
 }
 END_TEST
 
+/* Packed panels (kn_pack_weights + linear_packed) of every variant, the
+ * reference's included, against the plain reference product; N values
+ * cover partial panels, and the panel range is split as threads split it. */
+START_TEST(test_linear_packed_matches_ref)
+{
+    const kn_math_ops *ref = kn_math_variant(0), *v = kn_math_variant(_i);
+    static const size_t Ms[] = {1, 5, 6, 7, 13}, Ns[] = {1, 17, 32, 33, 70}, Ks[] = {1, 16, 17, 172};
+    unsigned seed = 11;
+    if (!kn_math_usable(v) || v->linear_packed == NULL) {
+        printf("SKIP %s packed: not supported here\n", v->name);
+        return;
+    }
+    for (int wt = 0; wt < 3; wt++)
+        for (size_t a = 0; a < 5; a++)
+            for (size_t b = 0; b < 5; b++)
+                for (size_t c = 0; c < 4; c++) {
+                    size_t M = Ms[a], N = Ns[b], K = Ks[c], np = (N + KN_PANEL - 1) / KN_PANEL;
+                    float *x = malloc(M * K * 4), *w32 = malloc(N * K * 4), *bias = malloc(N * 4);
+                    uint16_t *w16 = malloc(N * K * 2);
+                    float *y0 = malloc(M * N * 4), *y1 = calloc(M * N + 64, 4);
+                    void *pk = kn_alloc(kn_packed_size((kn_wtype)wt, N, K));
+                    for (size_t i = 0; i < M * K; i++)
+                        x[i] = frand(&seed);
+                    for (size_t i = 0; i < N * K; i++) {
+                        w32[i] = frand(&seed);
+                        frand(&seed);
+                        w16[i] = wt == KN_W_BF16 ? (uint16_t)((0x3F00 | (seed & 0x7F)) | ((seed & 1) << 15))
+                                                 : (uint16_t)(0x3800 | (seed & 0x3FF));
+                    }
+                    for (size_t i = 0; i < N; i++)
+                        bias[i] = frand(&seed);
+                    const void *w = wt == KN_W_F32 ? (const void *)w32 : (const void *)w16;
+                    const float *bb = (c % 2) ? bias : NULL;
+                    kn_pack_weights(pk, w, (kn_wtype)wt, N, K);
+                    ref->linear(y0, N, x, K, M, w, (kn_wtype)wt, K, 0, N, bb);
+                    v->linear_packed(y1, N, x, K, M, pk, (kn_wtype)wt, K, N, 0, np / 2, bb);
+                    v->linear_packed(y1, N, x, K, M, pk, (kn_wtype)wt, K, N, np / 2, np, bb);
+                    for (size_t i = 0; i < M * N; i++)
+                        ck_assert_msg(fabsf(y0[i] - y1[i]) <= 2.0f * K * K * 1.2e-7f + 1e-6f,
+                                      "%s packed wt %d M %zu N %zu K %zu: %g vs %g", v->name, wt,
+                                      M, N, K, y0[i], y1[i]);
+                    for (size_t i = M * N; i < M * N + 64; i++)
+                        ck_assert_msg(y1[i] == 0.0f, "%s packed wrote past y", v->name);
+                    free(x); free(w32); free(bias); free(w16); free(y0); free(y1); kn_free(pk);
+                }
+}
+END_TEST
+
 START_TEST(test_norm_softmax_silu_rope_by_hand)
 {
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 0.5f}, y[4];
@@ -1184,6 +1232,7 @@ static Suite *engine_suite(bool have_data)
     tc = tcase_create("kn_math");
     tcase_add_test(tc, test_widen_exact);
     tcase_add_loop_test(tc, test_linear_variants_match_ref, 1, kn_math_variant_count());
+    tcase_add_loop_test(tc, test_linear_packed_matches_ref, 0, kn_math_variant_count());
     tcase_add_test(tc, test_norm_softmax_silu_rope_by_hand);
     suite_add_tcase(s, tc);
     tc = tcase_create("sampler");
