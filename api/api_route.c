@@ -43,12 +43,25 @@ const char *api_route_label(const char *path)
     return i >= 0 ? api__routes[i].path : "other";
 }
 
+/* Copies s into buf for an error message, replacing control characters and
+ * non-ASCII bytes with '?': the transport hands us percent-decoded paths,
+ * which need not be valid UTF-8 (jansson refuses those). */
+static const char *printable(char *buf, size_t len, const char *s)
+{
+    size_t i = 0;
+
+    for (; s[i] != '\0' && i + 1 < len; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? '?' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 int api_handle(api_service *svc, const char *method, const char *path,
                const char *body, size_t body_len, api_response *out)
 {
     const api__route *r;
     api__handler_fn fn = NULL;
-    char msg[160];
+    char msg[200], m[17], p[129];
     int i;
 
     memset(out, 0, sizeof(*out));
@@ -56,8 +69,8 @@ int api_handle(api_service *svc, const char *method, const char *path,
         return api_error_response(out, 400, "request has no method or path");
     i = api__route_find(path, path_len_without_query(path));
     if (i < 0) {
-        snprintf(msg, sizeof(msg), "no route for %s %.*s", method,
-                 (int)(sizeof(msg) - 32), path);
+        snprintf(msg, sizeof(msg), "no route for %s %s", printable(m, sizeof(m), method),
+                 printable(p, sizeof(p), path));
         return api_error_response(out, 404, msg);
     }
     r = &api__routes[i];
@@ -67,8 +80,8 @@ int api_handle(api_service *svc, const char *method, const char *path,
         fn = r->post;
     if (fn == NULL) {
         int rc;
-        snprintf(msg, sizeof(msg), "method %.16s not allowed on %s (allowed: %s)",
-                 method, r->path, r->methods);
+        snprintf(msg, sizeof(msg), "method %s not allowed on %s (allowed: %s)",
+                 printable(m, sizeof(m), method), r->path, r->methods);
         rc = api_error_response(out, 405, msg);
         api_response_add_header(out, "Allow", r->methods);
         return rc;

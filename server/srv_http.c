@@ -116,6 +116,14 @@ static conn_ctx *conn_begin(srv_http *h, const char *url, const char *method)
     clock_gettime(CLOCK_MONOTONIC, &ctx->start);
     snprintf(ctx->method, sizeof(ctx->method), "%s", method);
     snprintf(ctx->path, sizeof(ctx->path), "%s", url);
+    /* MHD percent-decodes the path: keep "%0a" from splitting a log line
+     * and "%ff" from making a JSON log line invalid UTF-8. */
+    for (char *c = ctx->path; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
+    for (char *c = ctx->method; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
     api_metrics_request_begin(h->svc);
     return ctx;
 }

@@ -188,6 +188,19 @@ START_TEST(test_unknown_route_404_openai_shape)
 }
 END_TEST
 
+START_TEST(test_404_for_undecodable_path_is_valid_json)
+{
+    api_response r;
+
+    /* What MHD hands over for GET /%ff%0a: not UTF-8, with a newline. */
+    call("GET", "/\xff\n", &r);
+    ck_assert_int_eq(r.status, 404);
+    assert_json_body(&r, "{\"error\":{\"message\":\"no route for GET /??\","
+                         "\"type\":\"not_found_error\",\"code\":\"not_found\",\"status\":404}}");
+    api_response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(test_wrong_method_405_with_allow)
 {
     static const char *methods[] = { "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW" };
@@ -464,6 +477,7 @@ static Suite *api_suite(void)
     tcase_add_test(routes, test_livez_ok_in_every_state);
     tcase_add_test(routes, test_health_503_names_shutdown_when_stopping);
     tcase_add_test(routes, test_unknown_route_404_openai_shape);
+    tcase_add_test(routes, test_404_for_undecodable_path_is_valid_json);
     tcase_add_test(routes, test_wrong_method_405_with_allow);
     tcase_add_test(routes, test_query_string_ignored_and_head_allowed);
     tcase_add_test(routes, test_route_labels_bounded);

@@ -32,6 +32,10 @@ head -c 1000 "$work/big" > "$work/fits"
 r=$(http POST /health --data-binary @"$work/fits")
 check "body at the limit is read (405, not 413)" sh -c "echo '$r' | grep -q '^405 '"
 
+r=$(http GET '/%ff%0a')
+check "undecodable path: 404 with a JSON body" [ "$r" = '404 {"error":{"message":"no route for GET /??","type":"not_found_error","code":"not_found","status":404}}' ]
+check "log line for it stays one line" wait_for "$work/log" 'GET /?? status=404' 20
+
 # Garbage on the wire: MHD answers or closes; the daemon must survive it.
 printf 'NOT HTTP AT ALL\r\n\r\n' | curl -s -m 2 "telnet://127.0.0.1:$port" >/dev/null 2>&1
 r=$(http GET /health)
@@ -48,8 +52,8 @@ check "metrics: build info" sh -c "echo '$m' | grep -q '^fp8d:build_info{version
 check "metrics: uptime gauge" sh -c "echo '$m' | grep -Eq '^fp8d:uptime_seconds [0-9]+\.[0-9]+$'"
 check "metrics: both GET /health counted" \
     sh -c "echo '$m' | grep -q '^fp8d:http_requests_total{route=\"/health\",status=\"200\"} 2$'"
-check "metrics: 404 under route other" \
-    sh -c "echo '$m' | grep -q '^fp8d:http_requests_total{route=\"other\",status=\"404\"} 1$'"
+check "metrics: both 404s under route other" \
+    sh -c "echo '$m' | grep -q '^fp8d:http_requests_total{route=\"other\",status=\"404\"} 2$'"
 check "metrics: 413 counted" \
     sh -c "echo '$m' | grep -q '^fp8d:http_requests_total{route=\"/health\",status=\"413\"} 2$'"
 check "metrics: in-flight gauge counts this request" \
