@@ -29,7 +29,7 @@ finish() {
     [ "$failed" -eq 0 ]
     exit $?
 }
-skip() { echo "SKIP: $*"; exit 77; }
+skip() { echo "SKIP: $*"; echo "0 passed, 0 failed"; exit 77; }
 
 command -v curl >/dev/null 2>&1 || skip "curl not found"
 [ -x "$FP8D" ] || { echo "server/fp8d not built at $FP8D"; echo "0 passed, 1 failed"; exit 1; }
