@@ -166,9 +166,10 @@ const char *eng_model_linear_name(const eng_model *m, size_t i);
 
 typedef struct eng_seq eng_seq;
 
-/* A KV cache for up to n_ctx positions (n_ctx <= max_position_embeddings
- * unless RoPE scaling allows more; 0 = max_position_embeddings).
- * Returns NULL when out of memory or n_ctx is out of range. */
+/* A KV cache (f32, allocated whole) for up to n_ctx positions, 0 meaning
+ * max_position_embeddings, which is also the limit (rope.c says why).
+ * Returns NULL when out of memory or n_ctx is out of range.  The sequence
+ * borrows m: free it before the model. */
 eng_seq *eng_seq_new(const eng_model *m, size_t n_ctx);
 void     eng_seq_free(eng_seq *s);
 size_t   eng_seq_len(const eng_seq *s);        /* positions already cached */

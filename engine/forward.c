@@ -133,7 +133,7 @@ static void qk_rotate(const eng_model *m, const eng_layer *L, size_t rows)
 #pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
     if ((long)rows * (c->n_heads + c->n_kv_heads) * (long)hs >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++) {
-        float cs[512], sn[512];   /* rot_dim/2 <= head_size/2 <= 2048: checked at load */
+        float cs[512], sn[512];   /* rot_dim <= 1024: refused above that in rope.c */
         float *q = s->q + r * c->n_heads * hs, *k = s->k + r * c->n_kv_heads * hs;
         eng__rope_cos_sin(m, s->row_pos[r], cs, sn);
         for (int h = 0; h < c->n_heads; h++) {

@@ -51,10 +51,20 @@ static const eng_tensor *claim(binder *b, const char *name, int64_t d0, int64_t 
     }
     b->used[t - eng_st_at(b->m->st, 0)] = true;
     if (t->n_dims != nd || t->shape[0] != d0 || (nd == 2 && t->shape[1] != d1)) {
-        kn_errf(b->err, b->errlen, "%s: tensor \"%s\": expected shape [%lld%s%lld], file has %d "
-                "dims [%lld, %lld]", t->file, name, (long long)d0, nd == 2 ? ", " : "",
-                nd == 2 ? (long long)d1 : 0LL, t->n_dims, (long long)t->shape[0],
-                t->n_dims > 1 ? (long long)t->shape[1] : 0LL);
+        char want[48], have[48];
+        if (nd == 2)
+            snprintf(want, sizeof(want), "[%lld, %lld]", (long long)d0, (long long)d1);
+        else
+            snprintf(want, sizeof(want), "[%lld]", (long long)d0);
+        if (t->n_dims == 2)
+            snprintf(have, sizeof(have), "[%lld, %lld]", (long long)t->shape[0],
+                     (long long)t->shape[1]);
+        else if (t->n_dims == 1)
+            snprintf(have, sizeof(have), "[%lld]", (long long)t->shape[0]);
+        else
+            snprintf(have, sizeof(have), "%d dims", t->n_dims);
+        kn_errf(b->err, b->errlen, "%s: tensor \"%s\": expected shape %s, file has %s", t->file,
+                name, want, have);
         *rc = ENG_E_FORMAT;
         return NULL;
     }
