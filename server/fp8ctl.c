@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -45,6 +46,9 @@ int main(int argc, char **argv)
         printf("fp8ctl %s\n", PACKAGE_VERSION);
         return 0;
     }
+    /* A one-shot tool: only warnings and errors unless asked, so the
+     * output of a subcommand is not mixed with start-up chatter. */
+    kn_log_set(NULL, NULL, getenv("FP8CTL_VERBOSE") != NULL ? KN_LOG_DEBUG : KN_LOG_WARN);
     if ((rc = kn_init(NULL)) < 0) {
         fprintf(stderr, "fp8ctl: kernels: %s\n", kn_strerror(rc));
         return 1;
