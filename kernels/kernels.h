@@ -79,5 +79,6 @@ float   kn_fp8_max(kn_fp8_format fmt);   /* 448 or 57344 */
 
 /* Math for the forward pass (matmul, norms, rope, softmax, ...). */
 #include "kernels/kn_math.h"
+#include "kernels/kn_fp8mm.h"
 
 #endif
