@@ -7,4 +7,20 @@ kernels_libknfp8mm_a_SOURCES = kernels/kn_fp8mm.h kernels/kn_fp8mm-int.h kernels
 KN_ISA_LIBS += kernels/libknfp8mm.a
 # Both libraries call back into libkernels.a (kn_alloc, the codec tables,
 # kn_assert_fail): list it once more after them (see kernels/kernels.mk).
+if KN_AVX512
+noinst_LIBRARIES += kernels/libknfp8mm_avx512.a
+kernels_libknfp8mm_avx512_a_SOURCES = kernels/kn_fp8mm_avx512.c kernels/kn_fp8mm-int.h
+kernels_libknfp8mm_avx512_a_CFLAGS  = $(AM_CFLAGS) $(KN_AVX512_FLAGS)
+KN_ISA_LIBS += kernels/libknfp8mm_avx512.a kernels/libknfp8mm.a
+endif
 KN_ISA_LIBS += kernels/libkernels.a
+
+# Every variant of the products against a double-precision product
+# computed in the test (make check).
+if HAVE_CHECK
+check_PROGRAMS += tests/check_fp8mm
+TESTS += tests/check_fp8mm
+tests_check_fp8mm_SOURCES = tests/check_fp8mm.c
+tests_check_fp8mm_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_fp8mm_LDADD   = $(KN_LIBS) $(CHECK_LIBS) $(DEP_LIBS)
+endif

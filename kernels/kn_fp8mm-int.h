@@ -22,7 +22,7 @@
 #define KN_FP8W_KCHUNK 64   /* k per chunk: one cache line per row */
 /* Prefill: activation rows converted to bf16 per pass (the panel decode
  * is amortised over this many rows). */
-#define KN_FP8MM_MBLOCK 96
+#define KN_FP8MM_MBLOCK 144   /* a multiple of the tile heights 12 and 6 */
 
 struct kn_fp8w {
     size_t            N, K;        /* logical shape: [out][in] */

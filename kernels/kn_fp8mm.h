@@ -23,7 +23,7 @@
  *                 and where the scale is applied differ between variants).
  *  - linear_bf16: activations rounded once to bf16 (RNE), products exact,
  *                 f32 sums.  Against the exact product the bf16 rounding
- *                 adds up to 2^-9*S; against the product of the rounded
+ *                 adds up to 2^-8*S (bf16 keeps 8 significant bits); against the product of the rounded
  *                 activations the bound of 'linear' holds.  Issue 7's fast
  *                 decode path (vdpbf16ps).
  *  - w8a8:        activations already quantised to FP8 (kn_fp8_act_quantize)

@@ -1,0 +1,520 @@
+/* kn_fp8mm_avx512.c: AVX-512 (BF16, VBMI) variant of the FP8 weight
+ * products.  Reached only through kn__fp8mm_avx512 after kn_fp8mm_usable
+ * checked the CPU; nothing here runs at load time.
+ *
+ * Widening: 64 FP8 codes -> 64 bf16 with two vpermi2b look-ups (high and
+ * low byte of the bf16 of the 7-bit magnitude, exact, subnormals
+ * included), one vpternlogd for the sign and two byte unpacks; the packed
+ * layout (kn_fp8mm-int.h) is permuted so that the unpacks yield plain k
+ * order.  Decode (small M): each row's 64-byte line is widened once and
+ * dotted with MR activation rows (vdpbf16ps, or vfmadd231ps after a
+ * further exact bf16 -> f32 unpack), RG rows at a time so that every
+ * activation vector serves several rows.  Prefill: a pair of panels is
+ * widened once to bf16, transposed to [k pair][32 rows], and multiplied
+ * with broadcast activation pairs over blocks of rows: no horizontal sums.
+ */
+#include "config.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/kn_fp8mm-int.h"
+
+#define AI static inline __attribute__((always_inline))
+
+/* Software prefetch distance in the weight stream (bytes ahead of the
+ * line being widened): the widening costs ~8 uops per line, which alone
+ * would keep too few lines in flight for DRAM (perf-anchors.md 6). */
+#define PF_DIST 4096
+
+enum { MODE_F32 = 0, MODE_BF16 = 1, MODE_W8A8 = 2 };
+
+typedef struct tabs {
+    __m512i hi0, hi1, lo0, lo1;   /* bf16 bytes of magnitudes 0..63, 64..127 */
+} tabs;
+
+static void tabs_build(tabs *t, kn_fp8_format fmt)
+{
+    const float *dec = kn__fp8_table(fmt);
+    uint8_t hi[128], lo[128];
+    for (int i = 0; i < 128; i++) {
+        uint32_t u;
+        memcpy(&u, &dec[i], sizeof(u));   /* exact decode: low 16 bits are zero */
+        hi[i] = (uint8_t)(u >> 24);
+        lo[i] = (uint8_t)(u >> 16);
+    }
+    t->hi0 = _mm512_loadu_si512(hi);
+    t->hi1 = _mm512_loadu_si512(hi + 64);
+    t->lo0 = _mm512_loadu_si512(lo);
+    t->lo1 = _mm512_loadu_si512(lo + 64);
+}
+
+/* 64 codes (in packed order) -> bf16 of k 0..31 (*w0) and 32..63 (*w1). */
+AI void widen(__m512i codes, const tabs *t, __m512i *w0, __m512i *w1)
+{
+    __m512i h = _mm512_permutex2var_epi8(t->hi0, codes, t->hi1);
+    __m512i l = _mm512_permutex2var_epi8(t->lo0, codes, t->lo1);
+    /* h | (codes & 0x80): the sign bit lands on bf16 bit 15 */
+    h = _mm512_ternarylogic_epi32(h, codes, _mm512_set1_epi8((char)0x80), 0xF8);
+    *w0 = _mm512_unpacklo_epi8(l, h);
+    *w1 = _mm512_unpackhi_epi8(l, h);
+}
+
+AI __mmask16 mask16(size_t K, size_t k)
+{
+    return k >= K ? 0 : K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+}
+
+AI __m512 dp(__m512 acc, __m512i a, __m512i b)
+{
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
+/* ---- decode: small M ---------------------------------------------- */
+
+typedef struct dargs {
+    float         *y;
+    size_t         ldy, M;
+    const float   *x;       /* MODE_F32, MODE_BF16 */
+    size_t         ldx;
+    const uint8_t *xq;      /* MODE_W8A8 */
+    size_t         ldq;
+    const float   *xs;
+    const kn_fp8w *w;
+    const float   *bias;
+    tabs           wt, xt;  /* weight and activation (W8A8) tables */
+    __m512i        xperm;   /* plain k order -> packed order (vpermb) */
+    __m512i        idx_a, idx_b;   /* f32 lane order of the widened weights */
+} dargs;
+
+/* Activation row m, chunk c, in the form the mode multiplies. */
+AI void act_prep(const int MODE, const dargs *a, size_t m, size_t c, __m512 xf[4],
+                 __m512i xb[2])
+{
+    size_t K = a->w->K, k0 = c * KN_FP8W_KCHUNK;
+    if (MODE == MODE_W8A8) {
+        __mmask64 mk = K - k0 >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k0)) - 1);
+        __m512i q = _mm512_maskz_loadu_epi8(mk, a->xq + m * a->ldq + k0);
+        widen(_mm512_permutexvar_epi8(a->xperm, q), &a->xt, &xb[0], &xb[1]);
+        return;
+    }
+    const float *xr = a->x + m * a->ldx;
+    __m512 v[4];
+    #pragma GCC unroll 16
+    for (int j = 0; j < 4; j++)
+        v[j] = _mm512_maskz_loadu_ps(mask16(K, k0 + 16 * j), xr + k0 + 16 * j);
+    if (MODE == MODE_BF16) {
+        xb[0] = (__m512i)_mm512_cvtne2ps_pbh(v[1], v[0]);
+        xb[1] = (__m512i)_mm512_cvtne2ps_pbh(v[3], v[2]);
+    } else {
+        xf[0] = _mm512_permutex2var_ps(v[0], a->idx_a, v[1]);
+        xf[1] = _mm512_permutex2var_ps(v[0], a->idx_b, v[1]);
+        xf[2] = _mm512_permutex2var_ps(v[2], a->idx_a, v[3]);
+        xf[3] = _mm512_permutex2var_ps(v[2], a->idx_b, v[3]);
+    }
+}
+
+/* Rows [r0, r0+RG) of panel p times activation rows [m0, m0+MR).  With
+ * block scales (BLK) every 128-wide k block is summed apart and added
+ * with its scale; RG*MR*(1+BLK) accumulators stay within 16. */
+AI void dtile(const int MODE, const int MR, const int RG, const int BLK, const dargs *a,
+              size_t p, size_t r0, size_t m0)
+{
+    const kn_fp8w *w = a->w;
+    const size_t nch = w->k_chunks;
+    __m512 acc[4][16], bacc[4][16], xf[4][4];
+    __m512i xb[4][2];
+    const __m512i zero = _mm512_setzero_si512();
+
+    #pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+        #pragma GCC unroll 16
+        for (int r = 0; r < RG; r++)
+            acc[i][r] = bacc[i][r] = _mm512_setzero_ps();
+    for (size_t c = 0; c < nch; c++) {
+        const uint8_t *wp = kn__fp8w_chunk(w, p, c) + r0 * KN_FP8W_KCHUNK;
+        #pragma GCC unroll 16
+        for (int i = 0; i < MR; i++)
+            act_prep(MODE, a, m0 + i, c, xf[i], xb[i]);
+        #pragma GCC unroll 16
+        for (int r = 0; r < RG; r++) {
+            __m512i w0, w1;
+            _mm_prefetch((const char *)wp + r * KN_FP8W_KCHUNK + PF_DIST, _MM_HINT_T0);
+            widen(_mm512_load_si512(wp + r * KN_FP8W_KCHUNK), &a->wt, &w0, &w1);
+            if (MODE == MODE_F32) {
+                /* bf16 -> f32 is a 16-bit shift: exact */
+                __m512 f0 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w0));
+                __m512 f1 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w0));
+                __m512 f2 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w1));
+                __m512 f3 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w1));
+                #pragma GCC unroll 16
+                for (int i = 0; i < MR; i++) {
+                    __m512 *d = BLK ? &bacc[i][r] : &acc[i][r];
+                    *d = _mm512_fmadd_ps(xf[i][0], f0, *d);
+                    *d = _mm512_fmadd_ps(xf[i][1], f1, *d);
+                    *d = _mm512_fmadd_ps(xf[i][2], f2, *d);
+                    *d = _mm512_fmadd_ps(xf[i][3], f3, *d);
+                }
+            } else {
+                #pragma GCC unroll 16
+                for (int i = 0; i < MR; i++) {
+                    __m512 *d = BLK ? &bacc[i][r] : &acc[i][r];
+                    *d = dp(*d, w0, xb[i][0]);
+                    *d = dp(*d, w1, xb[i][1]);
+                }
+            }
+        }
+        if (BLK && ((c & 1) || c + 1 == nch)) {
+            /* a 16-row panel lies inside one 128-row block: one scale */
+            __m512 s = _mm512_set1_ps(w->scales[(p / 8) * w->kb + c / 2]);
+            #pragma GCC unroll 16
+            for (int i = 0; i < MR; i++)
+                #pragma GCC unroll 16
+                for (int r = 0; r < RG; r++) {
+                    acc[i][r] = _mm512_fmadd_ps(bacc[i][r], s, acc[i][r]);
+                    bacc[i][r] = _mm512_setzero_ps();
+                }
+        }
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        size_t m = m0 + i;
+        #pragma GCC unroll 16
+        for (int r = 0; r < RG; r++) {
+            size_t n = p * KN_FP8W_PANEL + r0 + r;
+            if (n >= w->N)
+                break;
+            float v = _mm512_reduce_add_ps(acc[i][r]);
+            float s = w->sk == KN_FP8_SCALE_CHANNEL ? w->scales[n] : w->scales[0];
+            if (MODE == MODE_W8A8)
+                v = BLK ? v * a->xs[m] : v * a->xs[m] * s;
+            else if (!BLK)
+                v = v * s;
+            a->y[m * a->ldy + n] = v + (a->bias ? a->bias[n] : 0.0f);
+        }
+    }
+}
+
+#define ROWS(MODE, MR, RG, BLK)                                                   \
+    for (size_t r0 = 0; r0 < KN_FP8W_PANEL && p * KN_FP8W_PANEL + r0 < w->N; r0 += RG) \
+        dtile(MODE, MR, RG, BLK, a, p, r0, m0)
+
+/* Tiles: more activation rows share each widened line, fewer weight rows
+ * share each activation vector; the f32 mode needs 4 registers per
+ * activation row, so it takes at most 2. */
+AI void decode_t(const int MODE, const dargs *a, size_t p0, size_t p1)
+{
+    const kn_fp8w *w = a->w;
+    const int blk = w->sk == KN_FP8_SCALE_BLOCK;
+    const size_t mr_max = MODE == MODE_F32 ? 2 : 4;
+    for (size_t p = p0; p < p1; p++)
+        for (size_t m0 = 0; m0 < a->M; m0 += mr_max) {
+            size_t mr = a->M - m0 < mr_max ? a->M - m0 : mr_max;
+            switch (mr * 2 + (size_t)blk) {
+            case 2: ROWS(MODE, 1, 16, 0); break;
+            case 3: ROWS(MODE, 1, 8, 1); break;
+            case 4: ROWS(MODE, 2, 8, 0); break;
+            case 5: ROWS(MODE, 2, 4, 1); break;
+            case 6: ROWS(MODE, 3, 4, 0); break;
+            case 7: ROWS(MODE, 3, 2, 1); break;
+            case 8: ROWS(MODE, 4, 4, 0); break;
+            default: ROWS(MODE, 4, 2, 1); break;
+            }
+        }
+}
+
+static void dargs_init(dargs *a, float *y, size_t ldy, size_t M, const kn_fp8w *w,
+                       const float *bias)
+{
+    uint8_t perm[64];
+    int32_t ia[16], ib[16];
+
+    memset(a, 0, sizeof(*a));
+    a->y = y;
+    a->ldy = ldy;
+    a->M = M;
+    a->w = w;
+    a->bias = bias;
+    tabs_build(&a->wt, w->fmt);
+    for (size_t k = 0; k < 64; k++)
+        perm[kn__fp8w_pos(k)] = (uint8_t)k;
+    a->xperm = _mm512_loadu_si512(perm);
+    /* unpack{lo,hi}_epi16 of a widened vector give lane 4q+i = k 8q+i
+     * (lo) and 8q+4+i (hi) */
+    #pragma GCC unroll 16
+    for (int q = 0; q < 4; q++)
+        #pragma GCC unroll 16
+        for (int i = 0; i < 4; i++) {
+            ia[4 * q + i] = 8 * q + i;
+            ib[4 * q + i] = 8 * q + 4 + i;
+        }
+    a->idx_a = _mm512_loadu_si512(ia);
+    a->idx_b = _mm512_loadu_si512(ib);
+}
+
+static void avx_linear(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                       const kn_fp8w *w, size_t p0, size_t p1, const float *bias)
+{
+    dargs a;
+    dargs_init(&a, y, ldy, M, w, bias);
+    a.x = x;
+    a.ldx = ldx;
+    decode_t(MODE_F32, &a, p0, p1);
+}
+
+static void avx_linear_bf16(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                            const kn_fp8w *w, size_t p0, size_t p1, const float *bias)
+{
+    dargs a;
+    dargs_init(&a, y, ldy, M, w, bias);
+    a.x = x;
+    a.ldx = ldx;
+    decode_t(MODE_BF16, &a, p0, p1);
+}
+
+static void avx_linear_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
+                            kn_fp8_format xfmt, const float *xs, size_t M, const kn_fp8w *w,
+                            size_t p0, size_t p1, const float *bias)
+{
+    dargs a;
+    dargs_init(&a, y, ldy, M, w, bias);
+    a.xq = xq;
+    a.ldq = ldq;
+    a.xs = xs;
+    tabs_build(&a.xt, xfmt);
+    decode_t(MODE_W8A8, &a, p0, p1);
+}
+
+/* ---- prefill: large M ---------------------------------------------- */
+
+/* out[e] = column e of the 16x16 dword matrix in[row]: unpack 32, unpack
+ * 64, then a 4x4 transpose of 128-bit lanes. */
+AI void tr16(const __m512i in[16], __m512i out[16])
+{
+    __m512i t[16], s[16];
+    #pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < 4; i++) {   /* s[4i + c], lane L: rows 4i..4i+3 of column 4L + c */
+        s[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        s[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        s[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        s[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    #pragma GCC unroll 16
+    for (int c = 0; c < 4; c++) {
+        __m512i a = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88);
+        __m512i b = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xDD);
+        __m512i d = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x88);
+        __m512i e = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xDD);
+        out[0 + c] = _mm512_shuffle_i32x4(a, d, 0x88);
+        out[8 + c] = _mm512_shuffle_i32x4(a, d, 0xDD);
+        out[4 + c] = _mm512_shuffle_i32x4(b, e, 0x88);
+        out[12 + c] = _mm512_shuffle_i32x4(b, e, 0xDD);
+    }
+}
+
+/* Panels [p, p+np) to bf16, layout wb[k pair][16 * np rows] (dwords). */
+static void widen_panels(uint32_t *wb, const kn_fp8w *w, size_t p, int np, const tabs *t)
+{
+    const size_t stride = 16 * (size_t)np;
+    for (size_t c = 0; c < w->k_chunks; c++)
+        #pragma GCC unroll 16
+        for (int v = 0; v < np; v++) {
+            __m512i r0[16], r1[16], o[16];
+            const uint8_t *src = kn__fp8w_chunk(w, p + (size_t)v, c);
+            #pragma GCC unroll 16
+            for (int r = 0; r < 16; r++)
+                widen(_mm512_load_si512(src + r * KN_FP8W_KCHUNK), t, &r0[r], &r1[r]);
+            tr16(r0, o);
+            #pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                _mm512_store_si512(wb + (c * 32 + (size_t)j) * stride + 16 * (size_t)v, o[j]);
+            tr16(r1, o);
+            #pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                _mm512_store_si512(wb + (c * 32 + 16 + (size_t)j) * stride + 16 * (size_t)v, o[j]);
+        }
+}
+
+typedef struct pargs {
+    float         *y;
+    size_t         ldy;
+    const float   *xs;      /* W8A8 */
+    const kn_fp8w *w;
+    const float   *bias;
+    const uint16_t *xb;     /* [MBLOCK][kp] bf16 activations */
+    const uint32_t *wb;     /* [kp / 2][16 * np] bf16 pairs */
+    size_t         kp;      /* k padded to whole chunks */
+} pargs;
+
+/* MR activation rows x NV panels (of 16 rows); m: first row of y,
+ * n_valid_m: rows to store. */
+AI void ptile(const int W8, const int MR, const int NV, const int BLK, const pargs *a,
+              size_t mx, size_t m, size_t n_valid_m, size_t p)
+{
+    const kn_fp8w *w = a->w;
+    const size_t kk_n = a->kp / 2, stride = 16 * (size_t)NV;
+    const uint16_t *xb = a->xb + mx * a->kp;
+    __m512 acc[12][2], bacc[12][2];
+
+    #pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+        #pragma GCC unroll 16
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = bacc[i][v] = _mm512_setzero_ps();
+    /* without block scales the whole of K is one "block" */
+    const size_t kk_blk = BLK ? KN_FP8W_BLOCK / 2 : kk_n;
+    for (size_t kb0 = 0; kb0 < kk_n; kb0 += kk_blk) {
+        size_t kb1 = kb0 + kk_blk < kk_n ? kb0 + kk_blk : kk_n;
+        for (size_t kk = kb0; kk < kb1; kk++) {
+            __m512i wv[2];
+            #pragma GCC unroll 16
+            for (int v = 0; v < NV; v++)
+                wv[v] = _mm512_load_si512(a->wb + kk * stride + 16 * (size_t)v);
+            #pragma GCC unroll 16
+            for (int i = 0; i < MR; i++) {
+                int32_t pair;
+                memcpy(&pair, xb + (size_t)i * a->kp + 2 * kk, sizeof(pair));
+                __m512i xv = _mm512_set1_epi32(pair);
+                #pragma GCC unroll 16
+                for (int v = 0; v < NV; v++) {
+                    __m512 *d = BLK ? &bacc[i][v] : &acc[i][v];
+                    *d = dp(*d, wv[v], xv);
+                }
+            }
+        }
+        if (BLK) {
+            #pragma GCC unroll 16
+            for (int v = 0; v < NV; v++) {
+                __m512 s = _mm512_set1_ps(w->scales[((p + (size_t)v) / 8) * w->kb + kb0 / kk_blk]);
+                #pragma GCC unroll 16
+                for (int i = 0; i < MR; i++) {
+                    acc[i][v] = _mm512_fmadd_ps(bacc[i][v], s, acc[i][v]);
+                    bacc[i][v] = _mm512_setzero_ps();
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 16
+    for (int v = 0; v < NV; v++) {
+        size_t n0 = (p + (size_t)v) * KN_FP8W_PANEL;
+        if (n0 >= w->N)
+            break;
+        __mmask16 mk = mask16(w->N, n0);
+        __m512 sv = w->sk == KN_FP8_SCALE_CHANNEL ? _mm512_loadu_ps(w->scales + n0)
+                                                   : _mm512_set1_ps(w->scales[0]);
+        __m512 bv = a->bias ? _mm512_maskz_loadu_ps(mk, a->bias + n0) : _mm512_setzero_ps();
+                for (int i = 0; i < MR && (size_t)i < n_valid_m; i++) {
+            __m512 r = acc[i][v];
+            if (W8)
+                r = _mm512_mul_ps(r, _mm512_set1_ps(a->xs[m + (size_t)i]));
+            if (!BLK)
+                r = _mm512_mul_ps(r, sv);
+            _mm512_mask_storeu_ps(a->y + (m + (size_t)i) * a->ldy + n0, mk, _mm512_add_ps(r, bv));
+        }
+    }
+}
+
+/* Activation rows [m0, m0 + mb) to bf16 in xb (zero past K, and rows up
+ * to 'rows' zeroed so whole tiles can run). */
+static void convert_f32(uint16_t *xb, size_t kp, const float *x, size_t ldx, size_t K,
+                        size_t mb, size_t rows)
+{
+    for (size_t i = 0; i < rows; i++)
+        for (size_t k = 0; k < kp; k += 32) {
+            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            if (i < mb) {
+                a = _mm512_maskz_loadu_ps(mask16(K, k), x + i * ldx + k);
+                b = _mm512_maskz_loadu_ps(mask16(K, k + 16), x + i * ldx + k + 16);
+            }
+            _mm512_store_si512(xb + i * kp + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+        }
+}
+
+static void convert_fp8(uint16_t *xb, size_t kp, const uint8_t *xq, size_t ldq, size_t K,
+                        size_t mb, size_t rows, const tabs *t, __m512i perm)
+{
+    for (size_t i = 0; i < rows; i++)
+        for (size_t k = 0; k < kp; k += 64) {
+            __mmask64 mk = i >= mb ? 0 : K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
+            __m512i w0, w1;
+            __m512i q = _mm512_maskz_loadu_epi8(mk, xq + i * ldq + k);
+            widen(_mm512_permutexvar_epi8(perm, q), t, &w0, &w1);
+            _mm512_store_si512(xb + i * kp + k, w0);
+            _mm512_store_si512(xb + i * kp + k + 32, w1);
+        }
+}
+
+/* MR = 12 rows x 2 panels = 24 accumulators; block scales need a second
+ * set, so 6 rows there. */
+AI void prefill_panels(const int W8, const pargs *a, size_t mb, size_t m0, size_t p, int np)
+{
+    const int blk = a->w->sk == KN_FP8_SCALE_BLOCK;
+    const size_t mr = blk && np == 2 ? 6 : 12;
+    for (size_t i = 0; i < mb; i += mr) {
+        size_t nv = mb - i < mr ? mb - i : mr;
+        switch (np * 2 + blk) {
+        case 2: ptile(W8, 12, 1, 0, a, i, m0 + i, nv, p); break;
+        case 3: ptile(W8, 12, 1, 1, a, i, m0 + i, nv, p); break;
+        case 4: ptile(W8, 12, 2, 0, a, i, m0 + i, nv, p); break;
+        default: ptile(W8, 6, 2, 1, a, i, m0 + i, nv, p); break;
+        }
+    }
+}
+
+AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx,
+                  const uint8_t *xq, size_t ldq, kn_fp8_format xfmt, const float *xs, size_t M,
+                  const kn_fp8w *w, size_t p0, size_t p1, const float *bias, void *scratch)
+{
+    const size_t kp = w->k_chunks * KN_FP8W_KCHUNK;
+    uint16_t *xb = scratch;
+    uint32_t *wb = (uint32_t *)(xb + KN_FP8MM_MBLOCK * kp);
+    pargs a = {y, ldy, xs, w, bias, xb, wb, kp};
+    tabs wt, xt;
+    uint8_t perm[64];
+
+    KN_ASSERT(((uintptr_t)scratch & 63) == 0);
+    tabs_build(&wt, w->fmt);
+    if (W8) {
+        tabs_build(&xt, xfmt);
+        for (size_t k = 0; k < 64; k++)
+            perm[kn__fp8w_pos(k)] = (uint8_t)k;
+    }
+    for (size_t m0 = 0; m0 < M; m0 += KN_FP8MM_MBLOCK) {
+        size_t mb = M - m0 < KN_FP8MM_MBLOCK ? M - m0 : KN_FP8MM_MBLOCK;
+        size_t rows = (mb + 11) / 12 * 12;   /* whole tiles of 12 (and 6) */
+        if (W8)
+            convert_fp8(xb, kp, xq + m0 * ldq, ldq, w->K, mb, rows, &xt,
+                        _mm512_loadu_si512(perm));
+        else
+            convert_f32(xb, kp, x + m0 * ldx, ldx, w->K, mb, rows);
+        for (size_t p = p0; p < p1;) {
+            int np = p + 1 < p1 ? 2 : 1;
+            widen_panels(wb, w, p, np, &wt);
+            prefill_panels(W8, &a, mb, m0, p, np);
+            p += (size_t)np;
+        }
+    }
+}
+
+static void avx_prefill_bf16(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                             const kn_fp8w *w, size_t p0, size_t p1, const float *bias,
+                             void *scratch)
+{
+    prefill_t(0, y, ldy, x, ldx, NULL, 0, KN_FP8_E4M3, NULL, M, w, p0, p1, bias, scratch);
+}
+
+static void avx_prefill_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
+                             kn_fp8_format xfmt, const float *xs, size_t M, const kn_fp8w *w,
+                             size_t p0, size_t p1, const float *bias, void *scratch)
+{
+    prefill_t(1, y, ldy, NULL, 0, xq, ldq, xfmt, xs, M, w, p0, p1, bias, scratch);
+}
+
+const kn_fp8mm_ops kn__fp8mm_avx512 = {"avx512", avx_linear, avx_linear_bf16, avx_linear_w8a8,
+                                       avx_prefill_bf16, avx_prefill_w8a8};
