@@ -105,25 +105,74 @@ static int cmp_desc(const void *a, const void *b, void *ctx)
     return (i > j) - (i < j);
 }
 
+/* Moves the k best ids (cmp_desc order) of idx[0..n) to idx[0..k), in no
+ * particular order: quickselect, O(n) on average. */
+static void select_top(int32_t *idx, size_t n, size_t k, const float *logits)
+{
+    size_t lo = 0, hi = n;           /* the k-th best lies in [lo, hi) */
+    while (hi - lo > 1) {
+        int32_t pivot = idx[lo + (hi - 1 - lo) / 2], t;   /* lower middle: j < hi - 1 */
+        size_t i = lo, j = hi - 1;
+        /* three-way-free Hoare partition around pivot */
+        for (;;) {
+            while (cmp_desc(&idx[i], &pivot, (void *)logits) < 0)
+                i++;
+            while (cmp_desc(&idx[j], &pivot, (void *)logits) > 0)
+                j--;
+            if (i >= j)
+                break;
+            t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+            i++;
+            j--;
+        }
+        if (k - 1 <= j)
+            hi = j + 1;
+        else
+            lo = j + 1;
+    }
+}
+
+/* Candidate ids in idx[0..return): the top_k best (sorted, best first);
+ * every id sorted when top-p needs the order; else every id in id order,
+ * which spares a sort of the whole vocabulary for plain temperature and
+ * min-p sampling. */
+static size_t candidates(eng_sampler *s, const float *logits)
+{
+    const eng_sample_params *p = &s->p;
+    size_t n = s->n_vocab;
+
+    for (size_t i = 0; i < n; i++)
+        s->idx[i] = (int32_t)i;
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        select_top(s->idx, n, (size_t)p->top_k, logits);
+        qsort_r(s->idx, (size_t)p->top_k, sizeof(*s->idx), cmp_desc, (void *)logits);
+        return (size_t)p->top_k;
+    }
+    if (p->top_p < 1.0f)
+        qsort_r(s->idx, n, sizeof(*s->idx), cmp_desc, (void *)logits);
+    return n;
+}
+
 int32_t eng_sampler_sample(eng_sampler *s, const float *logits)
 {
     const eng_sample_params *p = &s->p;
-    size_t n = s->n_vocab, keep;
-    double sum = 0.0, u, acc = 0.0;
+    size_t keep;
+    double sum = 0.0, u, acc, mx = -INFINITY;
 
     if (p->temperature <= 0.0f)
-        return argmax(logits, n);
-    for (size_t i = 0; i < n; i++)
-        s->idx[i] = (int32_t)i;
-    qsort_r(s->idx, n, sizeof(*s->idx), cmp_desc, (void *)logits);
-    keep = p->top_k > 0 && (size_t)p->top_k < n ? (size_t)p->top_k : n;
+        return argmax(logits, s->n_vocab);
+    keep = candidates(s, logits);
+    for (size_t i = 0; i < keep; i++)
+        mx = logits[s->idx[i]] > mx ? logits[s->idx[i]] : mx;
     for (size_t i = 0; i < keep; i++) {
-        s->prob[i] = exp(((double)logits[s->idx[i]] - logits[s->idx[0]]) / p->temperature);
+        s->prob[i] = exp(((double)logits[s->idx[i]] - mx) / p->temperature);
         sum += s->prob[i];
     }
     for (size_t i = 0; i < keep; i++)
         s->prob[i] /= sum;
-    if (p->top_p < 1.0f) {       /* smallest prefix whose mass reaches top_p */
+    if (p->top_p < 1.0f) {       /* sorted here: smallest prefix whose mass reaches top_p */
         size_t k = 0;
         for (acc = 0.0; k < keep; k++) {
             acc += s->prob[k];
@@ -134,11 +183,15 @@ int32_t eng_sampler_sample(eng_sampler *s, const float *logits)
         }
         keep = k > 0 ? k : 1;
     }
-    if (p->min_p > 0.0f) {
-        size_t k = 1;
-        while (k < keep && s->prob[k] >= p->min_p * s->prob[0])
-            k++;
-        keep = k;
+    if (p->min_p > 0.0f) {       /* p_max = 1/sum: the best candidate had exp(0) */
+        double thr = p->min_p * (1.0 / sum);
+        size_t k = 0;
+        for (size_t i = 0; i < keep; i++)
+            if (s->prob[i] >= thr) {
+                s->idx[k] = s->idx[i];
+                s->prob[k++] = s->prob[i];
+            }
+        keep = k > 0 ? k : 1;
     }
     sum = 0.0;
     for (size_t i = 0; i < keep; i++)

@@ -1087,6 +1087,60 @@ START_TEST(test_sampler_distribution_and_seed)
 }
 END_TEST
 
+/* top-k on a larger vocabulary: every draw is one of the k best (found
+ * here by a plain scan), and each of them turns up; min-p without top-p
+ * (the unsorted path) keeps p >= min_p * p_max: (0.5, 0.3, 0.2) with
+ * min_p 0.5 keeps {0, 1}, renormalised 5:3. */
+START_TEST(test_sampler_top_k_large_and_min_p)
+{
+    enum { V = 1000, K = 5 };
+    float lg[V];
+    int best[K], seen[K] = {0};
+    unsigned seed = 3;
+    eng_sample_params p;
+    for (int i = 0; i < V; i++)
+        lg[i] = frand(&seed) * 3.0f;
+    lg[17] = lg[400] = 3.5f;                        /* a tie among the best */
+    for (int k = 0; k < K; k++) {                   /* k-th best by repeated scans */
+        int b = -1;
+        for (int i = 0; i < V; i++) {
+            bool taken = false;
+            for (int j = 0; j < k; j++)
+                taken |= best[j] == i;
+            if (!taken && (b < 0 || lg[i] > lg[b]))
+                b = i;
+        }
+        best[k] = b;
+    }
+    eng_sample_params_default(&p);
+    p.temperature = 1.0f;
+    p.top_k = K;
+    p.seed = 9;
+    eng_sampler *s = eng_sampler_new(&p, V);
+    for (int n = 0; n < 5000; n++) {
+        int id = eng_sampler_sample(s, lg), k;
+        for (k = 0; k < K && best[k] != id; k++)
+            ;
+        ck_assert_msg(k < K, "draw %d: id %d is not among the top %d", n, id, K);
+        seen[k]++;
+    }
+    eng_sampler_free(s);
+    for (int k = 0; k < K; k++)
+        ck_assert_msg(seen[k] > 0, "top-%d id %d never drawn", k + 1, best[k]);
+    float three[3] = {logf(0.5f), logf(0.3f), logf(0.2f)};
+    int cnt[3] = {0};
+    eng_sample_params_default(&p);
+    p.temperature = 1.0f;
+    p.min_p = 0.5f;
+    s = eng_sampler_new(&p, 3);
+    for (int n = 0; n < 20000; n++)
+        cnt[eng_sampler_sample(s, three)]++;
+    eng_sampler_free(s);
+    ck_assert_int_eq(cnt[2], 0);
+    ck_assert_msg(fabs(cnt[0] / 20000.0 - 0.625) < 0.015, "%d %d", cnt[0], cnt[1]);
+}
+END_TEST
+
 START_TEST(test_stop_find)
 {
     const char *stops[] = {"\n\n", "END", ""};
@@ -1238,6 +1292,7 @@ static Suite *engine_suite(bool have_data)
     tc = tcase_create("sampler");
     tcase_add_test(tc, test_sampler_greedy_and_filters);
     tcase_add_test(tc, test_sampler_distribution_and_seed);
+    tcase_add_test(tc, test_sampler_top_k_large_and_min_p);
     tcase_add_test(tc, test_stop_find);
     suite_add_tcase(s, tc);
     tc = tcase_create("model");
