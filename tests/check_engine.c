@@ -21,6 +21,14 @@ static char g_tmp[256];      /* per-process scratch directory */
 
 /* ---- helpers: write safetensors files ----------------------------------- */
 
+/* Deterministic uniform [-1, 1) (an LCG: tests must not depend on libc rand). */
+static float frand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+
 static void write_raw(const char *path, const void *a, size_t na, const void *b, size_t nb)
 {
     FILE *f = fopen(path, "wb");
@@ -223,6 +231,64 @@ START_TEST(test_st_sharded_index)
 }
 END_TEST
 
+/* Random byte mutations of a valid file (header and data, and cuts of its
+ * length): every result is either refused with an error that names the
+ * file, or opens with every tensor inside the mapped bytes.  Never a crash
+ * (run under --enable-asan to see overreads). */
+START_TEST(test_st_mutations_never_crash)
+{
+    const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},"
+                      "\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+                      "\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[16,22]}}";
+    size_t hl = strlen(hdr), total = 8 + hl + 22;
+    unsigned char *good = malloc(total), *buf = malloc(total);
+    char path[512], err[512];
+    unsigned seed = 77;
+    int opened = 0, refused = 0;
+    for (int i = 0; i < 8; i++)
+        good[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(good + 8, hdr, hl);
+    memset(good + 8 + hl, 0x3F, 22);
+    snprintf(path, sizeof(path), "%s/mut.safetensors", g_tmp);
+    for (int it = 0; it < 3000; it++) {
+        size_t len = total;
+        memcpy(buf, good, total);
+        int n_mut = 1 + (int)((frand(&seed) + 1) * 2);
+        for (int k = 0; k < n_mut; k++) {
+            frand(&seed);
+            size_t pos = (seed >> 4) % total;
+            buf[pos] = it % 3 == 0 ? (unsigned char)"0123456789[]{},:\"-.e "[(seed >> 12) % 21]
+                                   : (unsigned char)((seed >> 12) & 0xFF);
+        }
+        if (it % 7 == 0) {
+            frand(&seed);
+            len = (seed >> 4) % (total + 1);
+        }
+        write_raw(path, buf, len, NULL, 0);
+        eng_st_file *f = NULL;
+        err[0] = '\0';
+        int rc = eng_st_open(&f, path, err, sizeof(err));
+        if (rc < 0) {
+            ck_assert_msg(f == NULL && strstr(err, "mut.safetensors") != NULL,
+                          "mutation %d: rc %d with error \"%s\"", it, rc, err);
+            refused++;
+            continue;
+        }
+        for (size_t t = 0; t < eng_st_count(f); t++) {
+            const eng_tensor *ti = eng_st_at(f, t);
+            ck_assert(ti->size == ti->n_elem * eng_dtype_size(ti->dtype) || ti->n_elem == 0);
+            for (size_t b = 0; b < ti->size; b++)   /* touch every byte (ASan) */
+                (void)*(volatile const unsigned char *)((const unsigned char *)ti->data + b);
+        }
+        opened++;
+        eng_st_close(f);
+    }
+    ck_assert(opened > 0 && refused > 0);
+    free(good);
+    free(buf);
+}
+END_TEST
+
 /* ---- config.json ---------------------------------------------------------- */
 
 #define CFG_BASE "\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":4," \
@@ -363,12 +429,6 @@ START_TEST(test_widen_exact)
     ck_assert(isnan(kn_f16_to_f32(0x7E00)) && signbit(kn_f16_to_f32(0x8000)));
 }
 END_TEST
-
-static float frand(unsigned *s)
-{
-    *s = *s * 1103515245u + 12345u;
-    return (float)((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
 
 /* Every variant against the reference on odd shapes and every weight type.
  * Tolerance: both accumulate K products of |x|,|w| <= 1 in f32; the sums
@@ -1277,6 +1337,7 @@ static Suite *engine_suite(bool have_data)
     tcase_add_test(tc, test_st_refuses_wrong_dtype_size);
     tcase_add_test(tc, test_st_refuses_bad_json);
     tcase_add_test(tc, test_st_sharded_index);
+    tcase_add_test(tc, test_st_mutations_never_crash);
     suite_add_tcase(s, tc);
     tc = tcase_create("model_config");
     tcase_add_test(tc, test_config_families);
