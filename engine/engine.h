@@ -236,15 +236,21 @@ void eng_gen_params_default(eng_gen_params *p);
 
 typedef enum eng_stop_reason { ENG_STOP_LENGTH, ENG_STOP_EOS, ENG_STOP_STRING, ENG_STOP_CALLBACK } eng_stop_reason;
 
-/* Called with each new id and the text it completed (possibly empty while
- * a UTF-8 character is incomplete); return nonzero to stop. */
+/* Called on the calling thread with each new id and the text that became
+ * final with it (possibly empty: an incomplete UTF-8 character or a
+ * possible start of a stop string is held back); text is borrowed for the
+ * call.  Return nonzero to stop. */
 typedef int (*eng_token_cb)(int32_t id, const char *text, size_t len, void *ud);
 
 /* Prefills prompt (ids as given: the caller adds BOS), then samples up to
- * max_tokens, stopping after an EOS id of tok or when the text contains a
- * stop string (the text is cut before it; *out_text holds the generated
- * text, malloc'd, caller frees).  tok may be NULL (no text, no stop
- * strings, no EOS).  Thread: one caller per model. */
+ * max_tokens (fewer if the model's context ends first), stopping after an
+ * EOS id of tok (kept in *out_ids, not in the text) or when the text
+ * contains a stop string (the text is cut before it).  *out_ids and
+ * *out_text (NUL-terminated; out_text may be NULL) are malloc'd, the
+ * caller frees them.  tok may be NULL: no text, stop strings or EOS.
+ * The streamed pieces concatenate to *out_text.  Returns 0 (with *reason),
+ * -EINVAL (empty prompt, bad params), ENG_E_CONTEXT (prompt fills the
+ * context), -ENOMEM, or eng_forward's errors.  Thread: one caller per model. */
 int eng_generate(eng_model *m, const eng_tokenizer *tok, const int32_t *prompt,
                  size_t n_prompt, const eng_gen_params *p, eng_token_cb cb, void *ud,
                  int32_t **out_ids, size_t *n_out, char **out_text, size_t *text_len,
