@@ -24,3 +24,15 @@ tests_check_fp8mm_SOURCES = tests/check_fp8mm.c
 tests_check_fp8mm_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_fp8mm_LDADD   = $(KN_LIBS) $(CHECK_LIBS) $(DEP_LIBS)
 endif
+
+# 'make bench': read bandwidth, FP8/BF16 GEMV GB/s and prefill GFLOP/s in
+# one run.  A check program (built, never run, by 'make check') hooked
+# into 'bench' through a prerequisite, as kernels/kernels.mk does.
+check_PROGRAMS += tests/bench_fp8mm
+tests_bench_fp8mm_SOURCES = tests/bench_fp8mm.c
+tests_bench_fp8mm_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS)
+tests_bench_fp8mm_LDADD   = $(KN_LIBS) $(DEP_LIBS)
+bench: bench-fp8mm
+bench-fp8mm: tests/bench_fp8mm
+	@echo "== tests/bench_fp8mm"; ./tests/bench_fp8mm
+.PHONY: bench-fp8mm

@@ -9,7 +9,8 @@
  * order.  Decode (small M): each row's 64-byte line is widened once and
  * dotted with MR activation rows (vdpbf16ps, or vfmadd231ps after a
  * further exact bf16 -> f32 unpack), RG rows at a time so that every
- * activation vector serves several rows.  Prefill: a pair of panels is
+ * activation vector serves several rows; software prefetch keeps enough
+ * lines in flight.  Prefill: a pair of panels is
  * widened once to bf16, transposed to [k pair][32 rows], and multiplied
  * with broadcast activation pairs over blocks of rows: no horizontal sums.
  */
@@ -101,7 +102,7 @@ AI void act_prep(const int MODE, const dargs *a, size_t m, size_t c, __m512 xf[4
     }
     const float *xr = a->x + m * a->ldx;
     __m512 v[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; j++)
         v[j] = _mm512_maskz_loadu_ps(mask16(K, k0 + 16 * j), xr + k0 + 16 * j);
     if (MODE == MODE_BF16) {
@@ -113,6 +114,19 @@ AI void act_prep(const int MODE, const dargs *a, size_t m, size_t c, __m512 xf[4
         xf[2] = _mm512_permutex2var_ps(v[2], a->idx_a, v[3]);
         xf[3] = _mm512_permutex2var_ps(v[2], a->idx_b, v[3]);
     }
+}
+
+/* y[m][n] from the 16 partial sums of row n: scales, bias. */
+AI void store_one(const int MODE, const int BLK, const dargs *a, size_t m, size_t n, __m512 acc)
+{
+    const kn_fp8w *w = a->w;
+    float v = _mm512_reduce_add_ps(acc);
+    float s = w->sk == KN_FP8_SCALE_CHANNEL ? w->scales[n] : w->scales[0];
+    if (MODE == MODE_W8A8)
+        v = BLK ? v * a->xs[m] : v * a->xs[m] * s;
+    else if (!BLK)
+        v = v * s;
+    a->y[m * a->ldy + n] = v + (a->bias ? a->bias[n] : 0.0f);
 }
 
 /* Rows [r0, r0+RG) of panel p times activation rows [m0, m0+MR).  With
@@ -127,17 +141,17 @@ AI void dtile(const int MODE, const int MR, const int RG, const int BLK, const d
     __m512i xb[4][2];
     const __m512i zero = _mm512_setzero_si512();
 
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < RG; r++)
             acc[i][r] = bacc[i][r] = _mm512_setzero_ps();
     for (size_t c = 0; c < nch; c++) {
         const uint8_t *wp = kn__fp8w_chunk(w, p, c) + r0 * KN_FP8W_KCHUNK;
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
             act_prep(MODE, a, m0 + i, c, xf[i], xb[i]);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < RG; r++) {
             __m512i w0, w1;
             _mm_prefetch((const char *)wp + r * KN_FP8W_KCHUNK + PF_DIST, _MM_HINT_T0);
@@ -148,7 +162,7 @@ AI void dtile(const int MODE, const int MR, const int RG, const int BLK, const d
                 __m512 f1 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w0));
                 __m512 f2 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w1));
                 __m512 f3 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w1));
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int i = 0; i < MR; i++) {
                     __m512 *d = BLK ? &bacc[i][r] : &acc[i][r];
                     *d = _mm512_fmadd_ps(xf[i][0], f0, *d);
@@ -157,7 +171,7 @@ AI void dtile(const int MODE, const int MR, const int RG, const int BLK, const d
                     *d = _mm512_fmadd_ps(xf[i][3], f3, *d);
                 }
             } else {
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int i = 0; i < MR; i++) {
                     __m512 *d = BLK ? &bacc[i][r] : &acc[i][r];
                     *d = dp(*d, w0, xb[i][0]);
@@ -168,59 +182,137 @@ AI void dtile(const int MODE, const int MR, const int RG, const int BLK, const d
         if (BLK && ((c & 1) || c + 1 == nch)) {
             /* a 16-row panel lies inside one 128-row block: one scale */
             __m512 s = _mm512_set1_ps(w->scales[(p / 8) * w->kb + c / 2]);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < MR; i++)
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int r = 0; r < RG; r++) {
                     acc[i][r] = _mm512_fmadd_ps(bacc[i][r], s, acc[i][r]);
                     bacc[i][r] = _mm512_setzero_ps();
                 }
         }
     }
-    #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-        size_t m = m0 + i;
-        #pragma GCC unroll 16
-        for (int r = 0; r < RG; r++) {
-            size_t n = p * KN_FP8W_PANEL + r0 + r;
-            if (n >= w->N)
-                break;
-            float v = _mm512_reduce_add_ps(acc[i][r]);
-            float s = w->sk == KN_FP8_SCALE_CHANNEL ? w->scales[n] : w->scales[0];
-            if (MODE == MODE_W8A8)
-                v = BLK ? v * a->xs[m] : v * a->xs[m] * s;
-            else if (!BLK)
-                v = v * s;
-            a->y[m * a->ldy + n] = v + (a->bias ? a->bias[n] : 0.0f);
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < RG; r++)
+            if (p * KN_FP8W_PANEL + r0 + r < w->N)
+                store_one(MODE, BLK, a, m0 + i, p * KN_FP8W_PANEL + r0 + r, acc[i][r]);
+}
+
+/* Small M (tiles of 2 or 4 rows): the activations of a slab of SLAB
+ * chunks are prepared once into a stack buffer (12 KiB with the sums) and read as memory operands,
+ * instead of once per row group and chunk; the row groups' sums wait in
+ * accst between slabs.  SLAB is even, so 128-wide scale blocks never
+ * straddle slabs. */
+#define SLAB 8
+AI void stile(const int MODE, const int MR, const int RG, const int BLK, const dargs *a,
+              size_t p, size_t m0)
+{
+    const kn_fp8w *w = a->w;
+    const size_t nch = w->k_chunks;
+    __m512 xbuf[4][SLAB][4];        /* [row][chunk][vector]: f32, or bf16 in [0..1] */
+    __m512 accst[KN_FP8W_PANEL][4]; /* [panel row][activation row] */
+    __m512 acc[4][16], bacc[4][16];
+    const __m512i zero = _mm512_setzero_si512();
+
+    for (int r = 0; r < KN_FP8W_PANEL; r++)
+        for (int i = 0; i < MR; i++)
+            accst[r][i] = _mm512_setzero_ps();
+    for (size_t c0 = 0; c0 < nch; c0 += SLAB) {
+        size_t c1 = c0 + SLAB < nch ? c0 + SLAB : nch;
+        for (int i = 0; i < MR; i++)
+            for (size_t c = c0; c < c1; c++) {
+                __m512i xb[2];
+                act_prep(MODE, a, m0 + (size_t)i, c, xbuf[i][c - c0], xb);
+                if (MODE != MODE_F32) {
+                    xbuf[i][c - c0][0] = _mm512_castsi512_ps(xb[0]);
+                    xbuf[i][c - c0][1] = _mm512_castsi512_ps(xb[1]);
+                }
+            }
+        for (size_t r0 = 0; r0 < KN_FP8W_PANEL && p * KN_FP8W_PANEL + r0 < w->N; r0 += RG) {
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+                for (int r = 0; r < RG; r++) {
+                    acc[i][r] = accst[r0 + r][i];
+                    bacc[i][r] = _mm512_setzero_ps();
+                }
+            for (size_t c = c0; c < c1; c++) {
+                const uint8_t *wp = kn__fp8w_chunk(w, p, c) + r0 * KN_FP8W_KCHUNK;
+                const size_t cc = c - c0;
+#pragma GCC unroll 16
+                for (int r = 0; r < RG; r++) {
+                    __m512i w0, w1;
+                    _mm_prefetch((const char *)wp + r * KN_FP8W_KCHUNK + PF_DIST, _MM_HINT_T0);
+                    widen(_mm512_load_si512(wp + r * KN_FP8W_KCHUNK), &a->wt, &w0, &w1);
+                    if (MODE == MODE_F32) {
+                        __m512 f0 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w0));
+                        __m512 f1 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w0));
+                        __m512 f2 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w1));
+                        __m512 f3 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w1));
+#pragma GCC unroll 8
+                        for (int i = 0; i < MR; i++) {
+                            __m512 *d = BLK ? &bacc[i][r] : &acc[i][r];
+                            *d = _mm512_fmadd_ps(xbuf[i][cc][0], f0, *d);
+                            *d = _mm512_fmadd_ps(xbuf[i][cc][1], f1, *d);
+                            *d = _mm512_fmadd_ps(xbuf[i][cc][2], f2, *d);
+                            *d = _mm512_fmadd_ps(xbuf[i][cc][3], f3, *d);
+                        }
+                    } else {
+#pragma GCC unroll 8
+                        for (int i = 0; i < MR; i++) {
+                            __m512 *d = BLK ? &bacc[i][r] : &acc[i][r];
+                            *d = dp(*d, w0, _mm512_castps_si512(xbuf[i][cc][0]));
+                            *d = dp(*d, w1, _mm512_castps_si512(xbuf[i][cc][1]));
+                        }
+                    }
+                }
+                if (BLK && ((c & 1) || c + 1 == nch)) {
+                    __m512 sc = _mm512_set1_ps(w->scales[(p / 8) * w->kb + c / 2]);
+#pragma GCC unroll 8
+                    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+                        for (int r = 0; r < RG; r++) {
+                            acc[i][r] = _mm512_fmadd_ps(bacc[i][r], sc, acc[i][r]);
+                            bacc[i][r] = _mm512_setzero_ps();
+                        }
+                }
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+                for (int r = 0; r < RG; r++)
+                    accst[r0 + r][i] = acc[i][r];
         }
     }
+    for (int i = 0; i < MR; i++)
+        for (size_t r = 0; r < KN_FP8W_PANEL && p * KN_FP8W_PANEL + r < w->N; r++)
+            store_one(MODE, BLK, a, m0 + (size_t)i, p * KN_FP8W_PANEL + r, accst[r][i]);
 }
 
 #define ROWS(MODE, MR, RG, BLK)                                                   \
     for (size_t r0 = 0; r0 < KN_FP8W_PANEL && p * KN_FP8W_PANEL + r0 < w->N; r0 += RG) \
         dtile(MODE, MR, RG, BLK, a, p, r0, m0)
 
-/* Tiles: more activation rows share each widened line, fewer weight rows
- * share each activation vector; the f32 mode needs 4 registers per
- * activation row, so it takes at most 2. */
+/* One activation row: a 16-row panel per activation vector (the
+ * bandwidth-bound GEMV).  More rows: stile in tiles of 4, then 2 and 1,
+ * keeping MR*RG*(1+BLK) accumulators within 16 (tiles of 8 rows x 2
+ * weight rows measured slower than two of 4 x 4); each further tile
+ * re-reads the panel from L1/L2, not from DRAM. */
 AI void decode_t(const int MODE, const dargs *a, size_t p0, size_t p1)
 {
     const kn_fp8w *w = a->w;
     const int blk = w->sk == KN_FP8_SCALE_BLOCK;
-    const size_t mr_max = MODE == MODE_F32 ? 2 : 4;
     for (size_t p = p0; p < p1; p++)
-        for (size_t m0 = 0; m0 < a->M; m0 += mr_max) {
-            size_t mr = a->M - m0 < mr_max ? a->M - m0 : mr_max;
+        for (size_t m0 = 0; m0 < a->M;) {
+            size_t left = a->M - m0, mr = left >= 4 ? 4 : left >= 2 ? 2 : 1;
             switch (mr * 2 + (size_t)blk) {
             case 2: ROWS(MODE, 1, 16, 0); break;
             case 3: ROWS(MODE, 1, 8, 1); break;
-            case 4: ROWS(MODE, 2, 8, 0); break;
-            case 5: ROWS(MODE, 2, 4, 1); break;
-            case 6: ROWS(MODE, 3, 4, 0); break;
-            case 7: ROWS(MODE, 3, 2, 1); break;
-            case 8: ROWS(MODE, 4, 4, 0); break;
-            default: ROWS(MODE, 4, 2, 1); break;
+            case 4: stile(MODE, 2, 8, 0, a, p, m0); break;
+            case 5: stile(MODE, 2, 4, 1, a, p, m0); break;
+            case 8: stile(MODE, 4, 4, 0, a, p, m0); break;
+            default: stile(MODE, 4, 2, 1, a, p, m0); break;
             }
+            m0 += mr;
         }
 }
 
@@ -242,9 +334,9 @@ static void dargs_init(dargs *a, float *y, size_t ldy, size_t M, const kn_fp8w *
     a->xperm = _mm512_loadu_si512(perm);
     /* unpack{lo,hi}_epi16 of a widened vector give lane 4q+i = k 8q+i
      * (lo) and 8q+4+i (hi) */
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int q = 0; q < 4; q++)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < 4; i++) {
             ia[4 * q + i] = 8 * q + i;
             ib[4 * q + i] = 8 * q + 4 + i;
@@ -293,19 +385,19 @@ static void avx_linear_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
 AI void tr16(const __m512i in[16], __m512i out[16])
 {
     __m512i t[16], s[16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++) {   /* s[4i + c], lane L: rows 4i..4i+3 of column 4L + c */
         s[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
         s[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
         s[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
         s[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         __m512i a = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88);
         __m512i b = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xDD);
@@ -323,19 +415,19 @@ static void widen_panels(uint32_t *wb, const kn_fp8w *w, size_t p, int np, const
 {
     const size_t stride = 16 * (size_t)np;
     for (size_t c = 0; c < w->k_chunks; c++)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int v = 0; v < np; v++) {
             __m512i r0[16], r1[16], o[16];
             const uint8_t *src = kn__fp8w_chunk(w, p + (size_t)v, c);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int r = 0; r < 16; r++)
                 widen(_mm512_load_si512(src + r * KN_FP8W_KCHUNK), t, &r0[r], &r1[r]);
             tr16(r0, o);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 _mm512_store_si512(wb + (c * 32 + (size_t)j) * stride + 16 * (size_t)v, o[j]);
             tr16(r1, o);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 _mm512_store_si512(wb + (c * 32 + 16 + (size_t)j) * stride + 16 * (size_t)v, o[j]);
         }
@@ -362,9 +454,9 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
     const uint16_t *xb = a->xb + mx * a->kp;
     __m512 acc[12][2], bacc[12][2];
 
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
             acc[i][v] = bacc[i][v] = _mm512_setzero_ps();
     /* without block scales the whole of K is one "block" */
@@ -373,15 +465,15 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
         size_t kb1 = kb0 + kk_blk < kk_n ? kb0 + kk_blk : kk_n;
         for (size_t kk = kb0; kk < kb1; kk++) {
             __m512i wv[2];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int v = 0; v < NV; v++)
                 wv[v] = _mm512_load_si512(a->wb + kk * stride + 16 * (size_t)v);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < MR; i++) {
                 int32_t pair;
                 memcpy(&pair, xb + (size_t)i * a->kp + 2 * kk, sizeof(pair));
                 __m512i xv = _mm512_set1_epi32(pair);
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int v = 0; v < NV; v++) {
                     __m512 *d = BLK ? &bacc[i][v] : &acc[i][v];
                     *d = dp(*d, wv[v], xv);
@@ -389,10 +481,10 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
             }
         }
         if (BLK) {
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int v = 0; v < NV; v++) {
                 __m512 s = _mm512_set1_ps(w->scales[((p + (size_t)v) / 8) * w->kb + kb0 / kk_blk]);
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int i = 0; i < MR; i++) {
                     acc[i][v] = _mm512_fmadd_ps(bacc[i][v], s, acc[i][v]);
                     bacc[i][v] = _mm512_setzero_ps();
@@ -400,7 +492,7 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
             }
         }
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int v = 0; v < NV; v++) {
         size_t n0 = (p + (size_t)v) * KN_FP8W_PANEL;
         if (n0 >= w->N)

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/kernels.h"
 #include "kernels/kn_fp8mm-int.h"
@@ -44,6 +46,25 @@ static int check_args(size_t N, size_t K, kn_fp8_format fmt, kn_fp8_scale_kind s
             return -EINVAL;
         }
     return 0;
+}
+
+/* Code storage: large matrices on 2 MiB boundaries with a transparent
+ * huge page hint (THP is 'madvise' on our machines): a decode step streams
+ * every weight once, and 4 KiB pages would cost a TLB miss every 4 KiB.
+ * Freed with free(), as kn_free does. */
+#define HUGE_ALIGN ((size_t)2 << 20)
+static void *codes_alloc(size_t size)
+{
+    void *p = NULL;
+    if (size < 2 * HUGE_ALIGN)
+        return kn_alloc(size);
+    size = (size + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN;
+    if (posix_memalign(&p, HUGE_ALIGN, size) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, size, MADV_HUGEPAGE);   /* a hint: failure changes nothing */
+#endif
+    return p;
 }
 
 static void pack_codes(kn_fp8w *p, const uint8_t *w)
@@ -86,7 +107,7 @@ int kn_fp8w_new(kn_fp8w **out, const uint8_t *w, size_t N, size_t K, kn_fp8_form
     if ((p->scales = kn_calloc(n_alloc, sizeof(float))) == NULL)
         goto nomem;
     memcpy(p->scales, scales, p->n_scales * sizeof(float));
-    p->data = kn_alloc(p->n_panels * p->k_chunks * KN_FP8W_PANEL * KN_FP8W_KCHUNK);
+    p->data = codes_alloc(p->n_panels * p->k_chunks * KN_FP8W_PANEL * KN_FP8W_KCHUNK);
     if (p->data == NULL)
         goto nomem;
     pack_codes(p, w);
@@ -103,7 +124,7 @@ void kn_fp8w_free(kn_fp8w *w)
 {
     if (w == NULL)
         return;
-    kn_free(w->data);
+    free(w->data);   /* codes_alloc: kn_alloc or posix_memalign, both free() */
     kn_free(w->scales);
     kn_free(w);
 }
