@@ -30,6 +30,11 @@ conformance: conformance-engine
 
 .PHONY: conformance-engine
 
+# fp8ctl perplexity/generate end to end on tests/data (server/fp8ctl is
+# built by 'make all', which 'make check' runs first).
+TESTS      += tests/ctl_model.sh
+EXTRA_DIST += tests/ctl_model.sh
+
 # bench_engine: prefill/decode tokens/s on shakespeare-small (F32, BF16), 1
 # and 2 threads; 'make bench' only.  A check program (built, never run by
 # 'make check') hooked in through a prerequisite like the conformance run.
