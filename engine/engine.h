@@ -247,7 +247,9 @@ typedef int (*eng_token_cb)(int32_t id, const char *text, size_t len, void *ud);
  * EOS id of tok (kept in *out_ids, not in the text) or when the text
  * contains a stop string (the text is cut before it).  *out_ids and
  * *out_text (NUL-terminated; out_text may be NULL) are malloc'd, the
- * caller frees them.  tok may be NULL: no text, stop strings or EOS.
+ * caller frees them.  tok may be NULL: no text, stop strings or EOS; with
+ * tok, ids past its vocabulary (padding rows of the embedding) are never
+ * sampled.
  * The streamed pieces concatenate to *out_text.  Returns 0 (with *reason),
  * -EINVAL (empty prompt, bad params), ENG_E_CONTEXT (prompt fills the
  * context), -ENOMEM, or eng_forward's errors.  Thread: one caller per model. */

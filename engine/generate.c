@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,10 +139,18 @@ int eng_generate(eng_model *m, const eng_tokenizer *tok, const int32_t *prompt,
         rc = smp == NULL && seq != NULL && logits != NULL ? -EINVAL : -ENOMEM;
         goto out;
     }
+    size_t n_tok = tok != NULL ? eng_tokenizer_vocab_size(tok) : V;
+    if (n_tok == 0 || n_tok > V)
+        n_tok = V;
     eng_batch_item it = {seq, prompt, n_prompt, false, logits};
     if ((rc = eng_forward(m, &it, 1, err, errlen)) < 0)
         goto out;
     while (g.n_ids < (size_t)p->max_tokens) {
+        /* Rows past the tokenizer's vocabulary (Qwen2.5 pads 151665 tokens
+         * to 151936 rows) decode to nothing: never pick them
+         * (model-formats.md §2.7, a deliberate deviation from HF). */
+        for (size_t v = n_tok; v < V; v++)
+            logits[v] = -INFINITY;
         int32_t id = eng_sampler_sample(smp, logits);
         bool eos = !p->ignore_eos && is_eos(tok, id);
         g.ids[g.n_ids++] = id;
