@@ -96,7 +96,7 @@ static int gen_text(const eng_tokenizer *tok, const eng_gen_params *p, gen_state
         *cb_stop = 1;
     g->emitted = safe;
     if (hit >= 0)
-        g->text_len = (size_t)hit;
+        g->text_len = safe;   /* = hit unless a decode rewrote text already streamed */
     return hit >= 0 ? 1 : 0;
 }
 
@@ -174,6 +174,7 @@ int eng_generate(eng_model *m, const eng_tokenizer *tok, const int32_t *prompt,
         }
         if (cb_stop) {
             why = ENG_STOP_CALLBACK;
+            g.text_len = g.emitted;     /* the returned text is what was streamed */
             break;
         }
         if (last)
