@@ -273,24 +273,27 @@ static double prefill_gflops(const kn_fp8mm_ops *f, const kn_fp8w *w, const floa
                              bool w8)
 {
     size_t N = kn_fp8w_rows(w), K = kn_fp8w_cols(w);
+    void *scratch[2] = {NULL, NULL};
     double t[4];
+    /* per-thread scratch allocated once, as the engine does at load */
+    for (int i = 0; i < nth; i++)
+        if ((scratch[i] = kn_alloc(kn_fp8mm_scratch_size(w))) == NULL)
+            return 0.0;
     for (int r = 0; r < 4; r++) {
         double t0 = now();
 #pragma omp parallel num_threads(nth)
         {
             size_t p0, p1;
-            void *scratch = kn_alloc(kn_fp8mm_scratch_size(w));
-            kn_fp8w_split(w, omp_get_thread_num(), nth, &p0, &p1);
-            if (scratch != NULL) {
-                if (w8)
-                    f->prefill_w8a8(y, N, xq, K, KN_FP8_E4M3, xs, M, w, p0, p1, NULL, scratch);
-                else
-                    f->prefill_bf16(y, N, x, K, M, w, p0, p1, NULL, scratch);
-            }
-            kn_free(scratch);
+            int i = omp_get_thread_num();
+            kn_fp8w_split(w, i, nth, &p0, &p1);
+            if (w8)
+                f->prefill_w8a8(y, N, xq, K, KN_FP8_E4M3, xs, M, w, p0, p1, NULL, scratch[i]);
+            else
+                f->prefill_bf16(y, N, x, K, M, w, p0, p1, NULL, scratch[i]);
         }
         t[r] = 2.0 * (double)M * (double)N * (double)K / (now() - t0) * 1e-9;
     }
+    kn_free(scratch[0]), kn_free(scratch[1]);
     return median(t + 1, 3);
 }
 
