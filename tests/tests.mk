@@ -6,15 +6,12 @@ EXTRA_DIST += tests/layering.sh tests/data
 # Benchmarks: built and run by 'make bench' only, never by 'make check'
 # (a test never asserts a timing).  Modules add to BENCH_TESTS and
 # EXTRA_PROGRAMS.
-EXTRA_PROGRAMS =
-BENCH_TESTS =
 bench: $(BENCH_TESTS)
 	@for b in $(BENCH_TESTS); do echo "== $$b"; ./$$b || exit 1; done
 
 # Conformance: the large reference sets in ../shared/testdata (CI has them
 # beside the clone; a user's clone does not).  Programs are built by
 # 'make check' (they are check_PROGRAMS) and run here with the full data.
-CONFORMANCE_TESTS =
 conformance: $(CONFORMANCE_TESTS)
 	@if [ ! -d '$(abs_top_srcdir)/../shared/testdata' ]; then \
 	    echo "conformance: SKIPPED: $(abs_top_srcdir)/../shared/testdata not found"; \
