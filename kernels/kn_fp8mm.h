@@ -23,9 +23,10 @@
  *                 and where the scale is applied differ between variants).
  *  - linear_bf16: activations rounded once to bf16 (RNE), products exact,
  *                 f32 sums.  Against the exact product the bf16 rounding
- *                 adds up to 2^-8*S (bf16 keeps 8 significant bits); against the product of the rounded
- *                 activations the bound of 'linear' holds.  Issue 7's fast
- *                 decode path (vdpbf16ps).
+ *                 adds up to 2^-8*S (bf16 keeps 8 significant bits);
+ *                 against the product of the rounded activations the
+ *                 bound of 'linear' holds.  Issue 7's fast decode path
+ *                 (vdpbf16ps).
  *  - w8a8:        activations already quantised to FP8 (kn_fp8_act_quantize)
  *                 with a dequant multiplier per row; products of FP8 values
  *                 are exact, sums f32, then y = acc * xs[m] * w_scale(n)
@@ -34,6 +35,13 @@
  *                 the exact product of the decoded values: ~(K+3)*eps*S.
  * The prefill entries compute linear_bf16 / w8a8 for large M (decode the
  * FP8 panel to bf16 once, reuse it across all rows); same error bounds.
+ *
+ * Which to call (AVX-512 variant, measured by tests/bench_fp8mm on the
+ * project machine): for M <= 8 the linear* entries (M = 1 streams the
+ * weights at the read bandwidth with both cores; linear is compute-bound
+ * near 40 G weights/s per core, so it needs both cores to reach it), for
+ * larger M the prefill entries (about 80-85% of the vdpbf16ps peak from
+ * M = 128; they cross over the small-M tiles at M ~ 10).
  */
 #ifndef FP8D_KN_FP8MM_H
 #define FP8D_KN_FP8MM_H

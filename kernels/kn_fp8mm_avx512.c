@@ -198,10 +198,10 @@ AI void dtile(const int MODE, const int MR, const int RG, const int BLK, const d
 }
 
 /* Small M (tiles of 2 or 4 rows): the activations of a slab of SLAB
- * chunks are prepared once into a stack buffer (12 KiB with the sums) and read as memory operands,
- * instead of once per row group and chunk; the row groups' sums wait in
- * accst between slabs.  SLAB is even, so 128-wide scale blocks never
- * straddle slabs. */
+ * chunks are prepared once into a stack buffer and read as memory
+ * operands, instead of once per row group and chunk; the row groups' sums
+ * wait in accst between slabs (12 KiB of stack in all).  SLAB is even, so
+ * 128-wide scale blocks never straddle slabs. */
 #define SLAB 8
 AI void stile(const int MODE, const int MR, const int RG, const int BLK, const dargs *a,
               size_t p, size_t m0)
@@ -548,7 +548,9 @@ static void convert_fp8(uint16_t *xb, size_t kp, const uint8_t *xq, size_t ldq, 
 {
     for (size_t i = 0; i < rows; i++)
         for (size_t k = 0; k < kp; k += 64) {
-            __mmask64 mk = i >= mb ? 0 : K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
+            __mmask64 mk = i >= mb      ? 0
+                           : K - k >= 64 ? ~(__mmask64)0
+                                         : (((__mmask64)1 << (K - k)) - 1);
             __m512i w0, w1;
             __m512i q = _mm512_maskz_loadu_epi8(mk, xq + i * ldq + k);
             widen(_mm512_permutexvar_epi8(perm, q), t, &w0, &w1);

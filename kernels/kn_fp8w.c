@@ -18,7 +18,8 @@ size_t kn_fp8_scale_count(kn_fp8_scale_kind sk, size_t N, size_t K)
     case KN_FP8_SCALE_TENSOR:  return 1;
     case KN_FP8_SCALE_CHANNEL: return N;
     case KN_FP8_SCALE_BLOCK:
-        return ((N + KN_FP8W_BLOCK - 1) / KN_FP8W_BLOCK) * ((K + KN_FP8W_BLOCK - 1) / KN_FP8W_BLOCK);
+        return ((N + KN_FP8W_BLOCK - 1) / KN_FP8W_BLOCK) *
+               ((K + KN_FP8W_BLOCK - 1) / KN_FP8W_BLOCK);
     }
     return 0;
 }

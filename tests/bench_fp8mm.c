@@ -121,7 +121,8 @@ static double read_bw(const uint8_t *buf, size_t len, int nth, int streams, size
 __attribute__((target("avx512f,avx512bf16"))) static float peak_loop(long iters)
 {
     __m512 acc[24];
-    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80), b = (__m512bh)_mm512_set1_epi32(0x3F003F00);
+    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80);   /* bf16 pairs (1, 1) */
+    __m512bh b = (__m512bh)_mm512_set1_epi32(0x3F003F00);   /* (0.5, 0.5) */
     for (int i = 0; i < 24; i++)
         acc[i] = _mm512_setzero_ps();
     for (long it = 0; it < iters; it++) {

@@ -170,7 +170,9 @@ static void run(const kn_fp8mm_ops *v, enum family f, tcase_data *t, bool odd_sp
             continue;
         switch (f) {
         case F_LINEAR: v->linear(t->y, t->ldy, t->x, t->ldx, t->M, t->pw, p0, p1, t->bias); break;
-        case F_BF16: v->linear_bf16(t->y, t->ldy, t->x, t->ldx, t->M, t->pw, p0, p1, t->bias); break;
+        case F_BF16:
+            v->linear_bf16(t->y, t->ldy, t->x, t->ldx, t->M, t->pw, p0, p1, t->bias);
+            break;
         case F_W8A8:
             v->linear_w8a8(t->y, t->ldy, t->xq, t->ldx, KN_FP8_E4M3, t->xs, t->M, t->pw, p0, p1,
                            t->bias);
@@ -210,7 +212,8 @@ static void verify(enum family f, const tcase_data *t, const char *what)
             }
             double b = t->bias ? t->bias[n] : 0.0;
             double got = t->y[m * t->ldy + n];
-            double tol = 2.0 * (double)(t->K + 4) * U32 * S + 4.0 * U32 * (fabs(ref) + fabs(b)) + 1e-30;
+            double tol = 2.0 * (double)(t->K + 4) * U32 * S +
+                         4.0 * U32 * (fabs(ref) + fabs(b)) + 1e-30;
             if (!(fabs(got - (ref + b)) <= tol))
                 ck_abort_msg("%s: N=%zu K=%zu M=%zu fmt=%d sk=%d bias=%d y[%zu][%zu]=%.9g, "
                              "double %.9g, |diff| %.3g > tol %.3g",
