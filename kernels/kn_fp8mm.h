@@ -101,8 +101,8 @@ void kn_fp8w_split(const kn_fp8w *w, int ith, int nth, size_t *p0, size_t *p1);
 
 /* Quantises activations for w8a8: for each row m of x ([M][ldx], K used),
  * xs[m] = *static_scale when static_scale is non-NULL (a per-tensor input
- * scale), else amax(row) / max(fmt) (1.0 for an all-zero row; NaNs are
- * ignored by the amax), and xq[m*ldq + k] = fp8(x / xs[m]) with one IEEE
+ * scale), else amax(row) / max(fmt) (NaNs are ignored by the amax; 1.0
+ * when the amax is 0 or infinite, so the scale stays finite), and xq[m*ldq + k] = fp8(x / xs[m]) with one IEEE
  * division, round to nearest even, saturating (KN_FP8_DIVIDE |
  * KN_FP8_SATURATE; NaN stays NaN).  Returns 0, or -EINVAL when the
  * static scale is not finite and positive.  Uses the active codec table
@@ -115,7 +115,8 @@ int kn_fp8_act_quantize(uint8_t *xq, size_t ldq, float *xs, const float *x, size
 size_t kn_fp8mm_scratch_size(const kn_fp8w *w);
 
 /* Common arguments: y[m*ldy + n] for m < M and n in the rows of panels
- * [p0, p1) (rows past N are not written); bias [N] or NULL; M >= 1. */
+ * [p0, p1) (rows past N are not written); bias [N] or NULL.  A range
+ * outside [0, kn_fp8w_panels) is a broken invariant (KN_ASSERT). */
 typedef struct kn_fp8mm_ops {
     const char *name;   /* "ref", "avx512" */
     /* y = sum_k x[m*ldx + k] * decode(W[n][k]) * scale(n, k) (+ bias[n]). */

@@ -301,6 +301,7 @@ AI void decode_t(const int MODE, const dargs *a, size_t p0, size_t p1)
 {
     const kn_fp8w *w = a->w;
     const int blk = w->sk == KN_FP8_SCALE_BLOCK;
+    KN_ASSERT(p0 <= p1 && p1 <= w->n_panels);
     for (size_t p = p0; p < p1; p++)
         for (size_t m0 = 0; m0 < a->M;) {
             size_t left = a->M - m0, mr = left >= 4 ? 4 : left >= 2 ? 2 : 1;
@@ -595,6 +596,7 @@ AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx
     uint8_t perm[64];
 
     KN_ASSERT(((uintptr_t)scratch & 63) == 0);
+    KN_ASSERT(p0 <= p1 && p1 <= w->n_panels);
     tabs_build(&wt, w->fmt);
     if (W8) {
         tabs_build(&xt, xfmt);

@@ -36,6 +36,7 @@ static void linear_common(float *y, size_t ldy, const float *x, size_t ldx, size
                           const kn_fp8w *w, size_t p0, size_t p1, const float *bias, bool round)
 {
     const float *dec = kn__fp8_table(w->fmt);
+    KN_ASSERT(p0 <= p1 && p1 <= w->n_panels);
     for (size_t m = 0; m < M; m++)
         for (size_t n = p0 * KN_FP8W_PANEL; n < panel_end_row(w, p1); n++) {
             float acc = 0.0f;
@@ -64,6 +65,7 @@ static void ref_linear_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
                             size_t p0, size_t p1, const float *bias)
 {
     const float *dw = kn__fp8_table(w->fmt), *dx = kn__fp8_table(xfmt);
+    KN_ASSERT(p0 <= p1 && p1 <= w->n_panels);
     for (size_t m = 0; m < M; m++)
         for (size_t n = p0 * KN_FP8W_PANEL; n < panel_end_row(w, p1); n++) {
             float acc = 0.0f, out;
