@@ -82,7 +82,7 @@ static double round_bf16(float x)
 /* One test case: codes, scales, activations, bias and the outputs. */
 typedef struct tcase_data {
     size_t N, K, M, ldy, ldx;
-    kn_fp8_format fmt;
+    kn_fp8_format fmt, xfmt;   /* of the weights, of xq */
     kn_fp8_scale_kind sk;
     uint8_t *w, *xq;
     float *scales, *x, *xs, *bias, *y;
@@ -100,11 +100,11 @@ static double scale_of(const tcase_data *t, size_t n, size_t k)
 }
 
 static void td_make(tcase_data *t, size_t N, size_t K, size_t M, kn_fp8_format fmt,
-                    kn_fp8_scale_kind sk, bool with_bias)
+                    kn_fp8_scale_kind sk, bool with_bias, kn_fp8_format xfmt)
 {
     char err[200] = "";
     memset(t, 0, sizeof(*t));
-    t->N = N, t->K = K, t->M = M, t->fmt = fmt, t->sk = sk;
+    t->N = N, t->K = K, t->M = M, t->fmt = fmt, t->sk = sk, t->xfmt = xfmt;
     t->ldx = K + 5;      /* strides wider than the rows: kernels must use them */
     t->ldy = N + 3;
     size_t ns = kn_fp8_scale_count(sk, N, K);
@@ -123,10 +123,10 @@ static void td_make(tcase_data *t, size_t N, size_t K, size_t M, kn_fp8_format f
         t->scales[i] = (float)(unif(0.5, 2.0) * (fmt == KN_FP8_E5M2 ? 0x1p-12 : 0x1p-6));
     for (size_t i = 0; i < M * t->ldx; i++) {
         t->x[i] = (float)unif(-2.0, 2.0);
-        t->xq[i] = rnd_code(KN_FP8_E4M3);
+        t->xq[i] = rnd_code(xfmt);
     }
     for (size_t m = 0; m < M; m++)
-        t->xs[m] = (float)unif(0.01, 0.1);
+        t->xs[m] = (float)(unif(0.01, 0.1) * (xfmt == KN_FP8_E5M2 ? 0x1p-7 : 1.0));
     for (size_t n = 0; with_bias && n < N; n++)
         t->bias[n] = (float)unif(-1.0, 1.0);
     ck_assert_int_eq(kn_fp8w_new(&t->pw, t->w, N, K, fmt, sk, t->scales, err, sizeof(err)), 0);
@@ -174,14 +174,14 @@ static void run(const kn_fp8mm_ops *v, enum family f, tcase_data *t, bool odd_sp
             v->linear_bf16(t->y, t->ldy, t->x, t->ldx, t->M, t->pw, p0, p1, t->bias);
             break;
         case F_W8A8:
-            v->linear_w8a8(t->y, t->ldy, t->xq, t->ldx, KN_FP8_E4M3, t->xs, t->M, t->pw, p0, p1,
+            v->linear_w8a8(t->y, t->ldy, t->xq, t->ldx, t->xfmt, t->xs, t->M, t->pw, p0, p1,
                            t->bias);
             break;
         case F_PRE_BF16:
             v->prefill_bf16(t->y, t->ldy, t->x, t->ldx, t->M, t->pw, p0, p1, t->bias, scratch);
             break;
         case F_PRE_W8A8:
-            v->prefill_w8a8(t->y, t->ldy, t->xq, t->ldx, KN_FP8_E4M3, t->xs, t->M, t->pw, p0,
+            v->prefill_w8a8(t->y, t->ldy, t->xq, t->ldx, t->xfmt, t->xs, t->M, t->pw, p0,
                             p1, t->bias, scratch);
             break;
         }
@@ -204,7 +204,7 @@ static void verify(enum family f, const tcase_data *t, const char *what)
             double ref = 0.0, ref_x = 0.0, S = 0.0;
             for (size_t k = 0; k < t->K; k++) {
                 double wv = dec(t->w[n * t->K + k], t->fmt) * scale_of(t, n, k);
-                double xv = w8 ? dec(t->xq[m * t->ldx + k], KN_FP8_E4M3) * t->xs[m]
+                double xv = w8 ? dec(t->xq[m * t->ldx + k], t->xfmt) * t->xs[m]
                                : rb ? round_bf16(t->x[m * t->ldx + k]) : t->x[m * t->ldx + k];
                 ref += xv * wv;
                 ref_x += (double)t->x[m * t->ldx + k] * wv;
@@ -215,10 +215,10 @@ static void verify(enum family f, const tcase_data *t, const char *what)
             double tol = 2.0 * (double)(t->K + 4) * U32 * S +
                          4.0 * U32 * (fabs(ref) + fabs(b)) + 1e-30;
             if (!(fabs(got - (ref + b)) <= tol))
-                ck_abort_msg("%s: N=%zu K=%zu M=%zu fmt=%d sk=%d bias=%d y[%zu][%zu]=%.9g, "
+                ck_abort_msg("%s: N=%zu K=%zu M=%zu fmt=%d xfmt=%d sk=%d bias=%d y[%zu][%zu]=%.9g, "
                              "double %.9g, |diff| %.3g > tol %.3g",
-                             what, t->N, t->K, t->M, (int)t->fmt, (int)t->sk, t->bias != NULL, m,
-                             n, got, ref + b, fabs(got - (ref + b)), tol);
+                             what, t->N, t->K, t->M, (int)t->fmt, (int)t->xfmt, (int)t->sk,
+                             t->bias != NULL, m, n, got, ref + b, fabs(got - (ref + b)), tol);
             if (rb && !(fabs(got - (ref_x + b)) <= tol + 0x1p-8 * S))
                 ck_abort_msg("%s: y[%zu][%zu] off the unrounded product by more than the bf16 "
                              "bound", what, m, n);
@@ -246,8 +246,11 @@ static void family_test(int vi, enum family f, const char *fname, bool big_m)
                 /* prefill: also a block taller than KN_FP8MM_MBLOCK rows */
                 if (big_m)
                     M = s == 9 && fmt == 0 && sk == 2 ? 150 : kM[idx % 3] * 13 + 1;
+                /* activations of W8A8 in E5M2 for one case in four
+                 * (HYBRID-style mixed formats) */
                 td_make(&t, kShapes[s][0], kShapes[s][1], M, (kn_fp8_format)fmt,
-                        (kn_fp8_scale_kind)sk, idx % 2 == 0);
+                        (kn_fp8_scale_kind)sk, idx % 2 == 0,
+                        idx % 4 == 3 ? KN_FP8_E5M2 : KN_FP8_E4M3);
                 run(v, f, &t, idx % 3 == 1);
                 verify(f, &t, what);
                 td_free(&t);
@@ -271,7 +274,8 @@ START_TEST(test_pack_unpack_round_trip)
     for (size_t s = 0; s < N_SHAPES; s++)
         for (int sk = 0; sk < 3; sk++) {
             tcase_data t;
-            td_make(&t, kShapes[s][0], kShapes[s][1], 1, KN_FP8_E5M2, (kn_fp8_scale_kind)sk, false);
+            td_make(&t, kShapes[s][0], kShapes[s][1], 1, KN_FP8_E5M2, (kn_fp8_scale_kind)sk, false,
+                    KN_FP8_E4M3);
             uint8_t *back = malloc(t.N * t.K);
             kn_fp8w_unpack(t.pw, back);
             ck_assert_mem_eq(back, t.w, t.N * t.K);
