@@ -8,6 +8,9 @@
  *    enough copies (>= FP8D_BENCH_MB / 2 MiB of FP8) that every call
  *    streams from DRAM: GB/s of weights, ratio to read4, and FP8 vs BF16
  *    (kn_math's packed kernel) speedup in matrices per second;
+ *  - the same summed over the matrices one Llama-3.2-1B token reads:
+ *    tokens/s of the weight products alone, against the ceiling
+ *    read4 / bytes per token (its own bytes for BF16);
  *  - prefill GFLOP/s at M = 128 and 512 against a measured vdpbf16ps peak.
  * FP8D_BENCH_THREADS=1 skips the 2-thread figures (a quick run).
  * Threads split the output panels as the engine does (kn_fp8w_split),
@@ -163,6 +166,9 @@ static const shape kShapes[] = {
     {"2048x8192", 2048, 8192},     /* down */
     {"128256x2048", 128256, 2048}, /* lm_head (tied embedding) */
 };
+/* Matrices of each shape read per token by Llama-3.2-1B: 16 layers of
+ * q, o (2048x2048), k, v, gate, up, down, and the lm_head once. */
+static const double kPerToken[] = {32, 32, 32, 16, 1};
 #define N_SHAPES (sizeof(kShapes) / sizeof(kShapes[0]))
 
 enum kind { K_FP8_F32, K_FP8_BF16, K_FP8_W8A8, K_BF16, N_KINDS };
@@ -407,6 +413,7 @@ int main(void)
            "repetitions: the 'rd4' column); speedup = BF16 time / FP8 (bf16 path) time\n");
     printf("%-12s %3s %5s %5s %15s %15s %15s %15s %6s\n", "shape", "thr", "cpy", "rd4",
            kKindName[0], kKindName[1], kKindName[2], kKindName[3], "fp8/bf16");
+    double tok_t[3][N_KINDS] = {{0}}, tok_bw[3] = {0}, tok_bytes = 0;
     for (size_t s = 0; s < N_SHAPES; s++) {
         gemv_set set;
         if (set_make(&set, &kShapes[s], (mb << 20) / 2) < 0) {
@@ -432,6 +439,13 @@ int main(void)
                 printf(" %7.1f (%4.0f%%)", gb[k], 100.0 * gb[k] / bw);
             printf(" %6.2f\n", t[K_BF16] / t[K_FP8_BF16]);
             for (int k = 0; k < N_KINDS; k++)
+                tok_t[nth][k] += kPerToken[s] * t[k];
+            /* the ceiling below uses the bandwidth averaged over the
+             * shapes, weighted by the bytes each contributes */
+            tok_bw[nth] += kPerToken[s] * nk / (bw * 1e9);   /* seconds */
+            if (nth == 1)
+                tok_bytes += kPerToken[s] * nk;
+            for (int k = 0; k < N_KINDS; k++)
                 printf("BENCH kernel=gemv-%s shape=%s threads=%d gbps=%.2f ratio=%.3f "
                        "speedup_vs_bf16=%.2f\n",
                        kKindName[k], kShapes[s].name, nth, gb[k], gb[k] / bw,
@@ -440,6 +454,25 @@ int main(void)
         set_free(&set);
     }
     free(buf);
+    printf("\nLlama-3.2-1B matrices per token (weights only, %.0f M FP8 bytes): tokens/s, "
+           "ratio to the FP8 ceiling (read4 / bytes), speedup vs bf16-packed\n", tok_bytes * 1e-6);
+    for (int nth = 1; nth <= g_max_threads; nth++) {
+        double ceil_fp8 = 1.0 / tok_bw[nth];   /* tokens/s at the measured read4 */
+        printf("threads=%d ceiling %.1f tok/s:", nth, ceil_fp8);
+        for (int k = 0; k < N_KINDS; k++) {
+            double tps = 1.0 / tok_t[nth][k];
+            double ceil_k = k == K_BF16 ? ceil_fp8 / 2 : ceil_fp8;
+            printf("  %s %.1f (%.0f%%, x%.2f)", kKindName[k], tps, 100.0 * tps / ceil_k,
+                   tok_t[nth][K_BF16] / tok_t[nth][k]);
+            printf("%s", k == N_KINDS - 1 ? "\n" : "");
+        }
+        for (int k = 0; k < N_KINDS; k++)
+            printf("BENCH kernel=tokens-%s shape=llama-3.2-1b threads=%d tokens_per_s=%.2f "
+                   "ratio=%.3f speedup_vs_bf16=%.2f\n",
+                   kKindName[k], nth, 1.0 / tok_t[nth][k],
+                   (1.0 / tok_t[nth][k]) / (k == K_BF16 ? ceil_fp8 / 2 : ceil_fp8),
+                   tok_t[nth][K_BF16] / tok_t[nth][k]);
+    }
     bench_prefill(f, mo, peak);
     return 0;
 }
