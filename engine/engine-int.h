@@ -66,6 +66,7 @@ struct eng_model {
     float          **f32_bufs;     /* widened norm weights and biases (owned) */
     size_t           n_f32_bufs;
     eng_scratch      s;
+    struct eng_fp8  *fp8;          /* FP8 state (engine/fp8-int.h), NULL when none */
 };
 
 struct eng_seq {

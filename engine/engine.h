@@ -262,4 +262,80 @@ int eng_generate(eng_model *m, const eng_tokenizer *tok, const int32_t *prompt,
  * (Pure helper, exposed for tests and the server's stream filter.) */
 long eng_stop_find(const char *text, size_t len, const char *const *stop, size_t n_stop);
 
+/* ---- FP8 (issue 5; engine/fp8_*.c) ------------------------------------
+ * A model runs in one mode at a time, switched between eng_forward calls
+ * (so a batch never mixes modes):
+ *   OFF       high precision, nothing observed (bit-identical to a fresh
+ *             load: the high-precision weights are never modified);
+ *   MEASURE   high precision; the observers of the selected modules record
+ *             running maxima and amax histories in memory;
+ *   QUANTIZE  selected Linears multiply FP8 weights (scales per tensor or
+ *             per output row) with f32 (weight-only) or FP8 activations
+ *             (static scales from the measurements, or per-token dynamic),
+ *             exact FP8 products, f32 sums, then the descale; the KV cache
+ *             optionally rounded through E4M3 with static k/v scales.
+ * FP8 checkpoints (compressed-tensors float-quantized, block-wise "fp8",
+ * fbgemm_fp8, our exports) load straight into QUANTIZE; their OFF mode
+ * uses the dequantized weights f32(fp8) * scale.
+ * Thread: the engine thread (the model's one caller). */
+
+typedef enum eng_fp8_act {
+    ENG_FP8_ACT_STATIC = 0,   /* static input scales where known, else weight-only */
+    ENG_FP8_ACT_NONE,         /* weight-only: activations stay f32 */
+    ENG_FP8_ACT_DYNAMIC,      /* per-token scales amax(row) / F at run time */
+} eng_fp8_act;
+
+typedef enum eng_fp8_wscale {
+    ENG_FP8_W_CONFIG = 0,      /* the FP8Config's scale_method (INC, fp8-semantics §4.7) */
+    ENG_FP8_W_MINMAX_TENSOR,   /* compressed-tensors minmax: descale = amax / F, f32 division */
+    ENG_FP8_W_MINMAX_CHANNEL,  /* the same per output row for weights */
+} eng_fp8_wscale;
+
+typedef struct eng_fp8_opts {
+    eng_fp8_act    act;
+    eng_fp8_wscale wscale;    /* also selects the activation rule: minmax = amax / F */
+    bool           kv_fp8;    /* round cached k/v through E4M3 in QUANTIZE */
+} eng_fp8_opts;
+
+void eng_fp8_opts_default(eng_fp8_opts *o);   /* STATIC, CONFIG, no FP8 KV cache */
+
+/* Creates the quantizer state of every module c selects (Linear by its
+ * state-dict name, "model.layers.N.self_attn.{matmul_qk,matmul_av,
+ * k_cache,v_cache}" for Matmul and KVCache), with amax histories when
+ * recipe is not NULL (then QUANTIZE uses its delayed scales).  c and
+ * recipe are copied.  The mode becomes qt_config_resolve_mode(c) (AUTO:
+ * QUANTIZE when the measurement file exists, which is then loaded, else
+ * MEASURE).  -EBUSY when already prepared.  Errors name the file/field. */
+int     eng_fp8_prepare(eng_model *m, const qt_config *c, const qt_recipe *recipe,
+                        const eng_fp8_opts *o, char *err, size_t errlen);
+/* OFF, MEASURE (restarts the running maxima and observes weights) or
+ * QUANTIZE (scales from the measurements in memory; selected modules
+ * never measured stay high precision when the config ignores them, else
+ * QT_E_NO_MEASURE naming one).  QT_E_MODE without prepare or an FP8
+ * checkpoint. */
+int     eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen);
+qt_mode eng_fp8_mode(const eng_model *m);
+/* Options for the next QUANTIZE (switch mode again to apply to a model in
+ * QUANTIZE); act applies at once, also to FP8 checkpoints. */
+int     eng_fp8_set_opts(eng_model *m, const eng_fp8_opts *o, char *err, size_t errlen);
+/* Borrowed; NULL before prepare. */
+qt_modset *eng_fp8_modset(eng_model *m);
+/* Runs each sequence of ids alone through a fresh cache (MEASURE must be
+ * the mode); errors as eng_forward. */
+int     eng_fp8_calibrate(eng_model *m, const int32_t *const *seqs, const size_t *lens,
+                          size_t n_seqs, char *err, size_t errlen);
+/* Writes the measurement file and module list to the config's
+ * dump_stats_path names (qt_measure_path), and the scale file when
+ * scales were computed. */
+int     eng_fp8_dump_measurements(eng_model *m, char *err, size_t errlen);
+/* Replaces the in-memory measurements with those of path (validated: a
+ * missing module, NaN or wrong shape is refused naming it). */
+int     eng_fp8_load_measurements(eng_model *m, const char *path, char *err, size_t errlen);
+/* Writes the QUANTIZE state as a Hugging Face directory: compressed-
+ * tensors float-quantized (or block-wise "fp8" when block is true), our
+ * fp8d_state.json (recipe, scales, histories, measurements), config.json
+ * with quantization_config and src_dir's other files copied. */
+int     eng_fp8_export(eng_model *m, const char *src_dir, const char *out_dir, bool block,
+                       char *err, size_t errlen);
+
 #endif

@@ -3,7 +3,9 @@ noinst_LIBRARIES += engine/libengine.a
 engine_libengine_a_SOURCES = engine/engine.h engine/engine-int.h \
                              engine/safetensors.c engine/model_config.c engine/model.c \
                              engine/rope.c engine/kvcache.c engine/forward.c \
-                             engine/sampler.c engine/stop.c engine/generate.c
+                             engine/sampler.c engine/stop.c engine/generate.c \
+                             engine/fp8-int.h engine/fp8_import.c engine/fp8_linear.c \
+                             engine/fp8_mode.c engine/fp8_state.c
 engine_libengine_a_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS) $(JANSSON_CFLAGS) $(PCRE2_CFLAGS) $(UTF8PROC_CFLAGS)
 
 # check_engine runs in 'make check' on tests/data/models; conf_models runs
@@ -48,3 +50,13 @@ bench: bench-engine
 bench-engine: tests/bench_engine
 	@echo "== tests/bench_engine"; $(AM_TESTS_ENVIRONMENT) ./tests/bench_engine
 .PHONY: bench-engine
+
+# FP8 engine (issue 5): check_fp8engine on tests/data/fp8models (the two
+# FP8 checkpoints of llama_tiny and subsets of their torch references).
+if HAVE_CHECK
+check_PROGRAMS += tests/check_fp8engine
+TESTS          += tests/check_fp8engine
+endif
+tests_check_fp8engine_SOURCES = tests/check_fp8engine.c
+tests_check_fp8engine_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS) $(OPENMP_CFLAGS)
+tests_check_fp8engine_LDADD   = $(ENG_LIBS) $(DEP_LIBS) $(CHECK_LIBS)

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/engine-int.h"
+#include "engine/fp8-int.h"
 
 /* Output rows per OpenMP chunk of a Linear: a multiple of the kernel's
  * 4-row tile, small enough that decode (one input row) splits evenly. */
@@ -93,7 +93,7 @@ int eng__scratch_reserve(eng_model *m, size_t rows, size_t max_ctx)
 
 /* y[rows, ldy] = x[rows, ldx] . W^T (+b), output rows split across threads
  * (whole panels when the weights are packed). */
-static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
+static void par_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
                        size_t rows, const eng_linear *l)
 {
     const kn_math_ops *ops = m->ops;
@@ -101,6 +101,10 @@ static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x,
     size_t chunk = packed ? KN_PANEL : LIN_CHUNK;
     long n_chunks = (long)((l->n_out + chunk - 1) / chunk);
     long work = (long)rows * l->n_out * l->n_in;
+
+    /* FP8 (fp8_linear.c): QUANTIZE computes y there; MEASURE observes. */
+    if (m->fp8 != NULL && eng__fp8_linear(m, y, ldy, x, ldx, rows, l))
+        return;
 #pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) if (work >= PAR_MIN_WORK)
     for (long ch = 0; ch < n_chunks; ch++) {
         size_t n0 = (size_t)ch * chunk, n1 = n0 + chunk;
@@ -113,6 +117,8 @@ static void par_linear(const eng_model *m, float *y, size_t ldy, const float *x,
             n1 = (size_t)l->n_out;
         ops->linear(y, ldy, x, ldx, rows, l->w, l->wtype, (size_t)l->n_in, n0, n1, l->bias);
     }
+    if (m->fp8 != NULL)
+        eng__fp8_linear_out(m, y, ldy, rows, l);
 }
 
 static void par_rmsnorm(const eng_model *m, float *y, const float *x, const float *w, size_t rows)
@@ -210,7 +216,7 @@ static void add_rows(const eng_model *m, float *x, const float *d, size_t n)
         x[i] += d[i];
 }
 
-static void mlp(const eng_model *m, const eng_layer *L, size_t rows)
+static void mlp(eng_model *m, const eng_layer *L, size_t rows)
 {
     const eng_scratch *s = &m->s;
     size_t d = (size_t)m->cfg.dim, hd = (size_t)m->cfg.hidden_dim;
@@ -240,6 +246,8 @@ static void layer_forward(eng_model *m, int li, const eng_batch_item *items, siz
     par_linear(m, s->k, kvd, s->xb, d, rows, &L->k);
     par_linear(m, s->v, kvd, s->xb, d, rows, &L->v);
     qk_rotate(m, L, rows);
+    if (m->fp8 != NULL)
+        eng__fp8_attn(m, li, s->q, s->k, s->v, rows);
     cache_store(m, li, items, n_items);
     attention(m, li, L, items, rows);
     par_linear(m, s->xb, d, s->att_out, qd, rows, &L->o);

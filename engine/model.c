@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/engine-int.h"
+#include "engine/fp8-int.h"
 
 #define ENG_ERR_MSG_(name, val, msg) case name: return msg;
 const char *eng_strerror(int rc)
@@ -116,10 +116,19 @@ static int bind_linear(binder *b, eng_linear *l, const char *prefix, int n_out, 
     l->n_in = n_in;
     l->n_out = n_out;
     snprintf(name, sizeof(name), "%s.weight", prefix);
-    if ((t = claim(b, name, n_out, n_in, false, &rc)) == NULL)
-        return rc;
-    l->w = t->data;
-    l->wtype = wtype_of(t->dtype);
+    t = eng_st_find(b->m->st, name);
+    if (t != NULL && (t->dtype == ENG_DT_F8_E4M3 || t->dtype == ENG_DT_F8_E5M2) &&
+        t->n_dims == 2 && t->shape[0] == n_out && t->shape[1] == n_in) {
+        /* FP8 checkpoint: weights, scales and input scale (fp8_import.c). */
+        b->used[t - eng_st_at(b->m->st, 0)] = true;
+        if ((rc = eng__fp8_bind_linear(b->m, l, t, b->used, b->err, b->errlen)) < 0)
+            return rc;
+    } else {
+        if ((t = claim(b, name, n_out, n_in, false, &rc)) == NULL)
+            return rc;
+        l->w = t->data;
+        l->wtype = wtype_of(t->dtype);
+    }
     if (bias) {
         snprintf(name, sizeof(name), "%s.bias", prefix);
         if ((rc = bind_vec(b, name, n_out, false, &l->bias)) < 0)
@@ -233,6 +242,8 @@ static int bind_all(eng_model *m, char *err, size_t errlen)
     } else if ((rc = bind_linear(&b, &m->lm_head, "lm_head", c->vocab_size, c->dim, false)) < 0) {
         goto out;
     }
+    if ((rc = eng__fp8_bind_kv(m, b.used, err, errlen)) < 0)
+        goto out;
     for (size_t i = 0; i < eng_st_count(m->st); i++) {
         t = eng_st_at(m->st, i);
         if (!b.used[i] && !ignorable(t->name)) {
@@ -279,8 +290,10 @@ int eng_model_load(eng_model **out, const char *dir, const eng_model_opts *opts,
     }
     if ((rc = eng_model_config_load(&m->cfg, path, err, errlen)) < 0 ||
         (rc = eng_st_open_dir(&m->st, dir, err, errlen)) < 0 ||
+        (rc = eng__fp8_load_begin(m, dir, err, errlen)) < 0 ||
         (rc = bind_all(m, err, errlen)) < 0 || (rc = pack_all(m, err, errlen)) < 0 ||
-        (rc = eng__rope_init(m, err, errlen)) < 0)
+        (rc = eng__rope_init(m, err, errlen)) < 0 ||
+        (rc = eng__fp8_load_end(m, dir, err, errlen)) < 0)
         goto fail;
     ENG_LOG(KN_LOG_INFO, "model=%s arch=%s layers=%d dim=%d heads=%d/%d vocab=%d kernels=%s",
             dir, m->cfg.arch_name, m->cfg.n_layers, m->cfg.dim, m->cfg.n_heads,
@@ -297,6 +310,7 @@ void eng_model_free(eng_model *m)
     if (m == NULL)
         return;
     eng__scratch_free(&m->s);
+    eng__fp8_free(m);
     for (size_t i = 0; i < m->n_linears; i++)
         kn_free(m->linears[i]->packed);
     for (size_t i = 0; i < m->n_f32_bufs; i++)

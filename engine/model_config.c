@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/engine-int.h"
+#include "engine/fp8-int.h"
 
 static const struct {
     const char *cls, *type;
@@ -260,11 +260,13 @@ static int parse_root(eng_model_config *c, const json_t *root, const char *path,
                 json_is_string(act) ? json_string_value(act) : "?");
         return ENG_E_UNSUPPORTED;
     }
-    if (json_object_get(root, "quantization_config") != NULL) {
-        kn_errf(err, errlen, "%s: quantization_config is not supported yet (unquantized "
-                "checkpoints only)", path);
-        return ENG_E_UNSUPPORTED;
-    }
+    /* FP8 checkpoints (fp8_import.c reads the details at load); any
+     * other quantization method is refused by name. */
+    if (json_object_get(root, "quantization_config") != NULL &&
+        !json_is_null(json_object_get(root, "quantization_config")) &&
+        (rc = eng__qconfig_check(json_object_get(root, "quantization_config"), path, err,
+                                 errlen)) < 0)
+        return rc;
     if ((rc = get_int(root, "vocab_size", -1, 1 << 24, &c->vocab_size, path, err, errlen)) < 0 ||
         (rc = get_int(root, "hidden_size", -1, 1 << 16, &c->dim, path, err, errlen)) < 0 ||
         (rc = get_int(root, "intermediate_size", -1, 1 << 20, &c->hidden_dim, path, err, errlen)) < 0 ||
