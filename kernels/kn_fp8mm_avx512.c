@@ -574,11 +574,22 @@ AI void prefill_panels(const int W8, const pargs *a, size_t mb, size_t m0, size_
         bool first = kk0 == 0, last = kk1 == kk_n;
         for (size_t i = 0; i < mb; i += mr) {
             size_t nv = mb - i < mr ? mb - i : mr;
-            switch (np * 2 + blk) {
-            case 2: ptile(W8, 12, 1, 0, a, i, m0 + i, nv, p, kk0, kk1, first, last); break;
-            case 3: ptile(W8, 12, 1, 1, a, i, m0 + i, nv, p, kk0, kk1, first, last); break;
-            case 4: ptile(W8, 12, 2, 0, a, i, m0 + i, nv, p, kk0, kk1, first, last); break;
-            default: ptile(W8, 6, 2, 1, a, i, m0 + i, nv, p, kk0, kk1, first, last); break;
+            /* a last tile of up to 4 or 8 rows runs as such, not as 12 */
+            int shape = (np * 2 + blk) * 3 + (nv <= 4 ? 0 : nv <= 8 ? 1 : 2);
+            switch (shape) {
+#define PT(MR, NV, BLK) ptile(W8, MR, NV, BLK, a, i, m0 + i, nv, p, kk0, kk1, first, last); break
+            case 6: PT(4, 1, 0);
+            case 7: PT(8, 1, 0);
+            case 8: PT(12, 1, 0);
+            case 9: PT(4, 1, 1);
+            case 10: PT(8, 1, 1);
+            case 11: PT(12, 1, 1);
+            case 12: PT(4, 2, 0);
+            case 13: PT(8, 2, 0);
+            case 14: PT(12, 2, 0);
+            case 15: PT(4, 2, 1);
+            default: PT(6, 2, 1);
+#undef PT
             }
         }
     }
