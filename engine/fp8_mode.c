@@ -124,8 +124,11 @@ int eng_fp8_prepare(eng_model *m, const qt_config *c, const qt_recipe *recipe,
         qt_recipe_default(&f->recipe);
     qt_scale_params_of(&f->params, c);
     f->ignore_unmeasured = qt_config_ignore_unmeasured(c);
+    /* A recipe's Format decides (HYBRID: E4M3 forward, §2.1); else the
+     * config's fp8_config.  Imported FP8 weights keep their format. */
     if (!f->imported)
-        f->fmt = qt_config_fp8_format(c);
+        f->fmt = recipe != NULL ? qt_format_tensor(recipe->fp8_format, true)
+                                : qt_config_fp8_format(c);
     if (qt_measure_path(c, QT_FILE_MEASURE, f->path_measure, sizeof(f->path_measure)) < 0 ||
         qt_measure_path(c, QT_FILE_MOD_LIST, f->path_modlist, sizeof(f->path_modlist)) < 0 ||
         qt_measure_path(c, QT_FILE_SCALE, f->path_scale, sizeof(f->path_scale)) < 0) {

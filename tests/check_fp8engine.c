@@ -334,6 +334,568 @@ START_TEST(test_import_refusals)
 }
 END_TEST
 
+/* ---- a plain reference forward of llama_tiny, written here ---------------
+ * f32 values, double dot products, straight from model-formats.md §2.3;
+ * each of the 14 layer Linears optionally replaced by its FP8 form built
+ * here from hand-derived scales: W_q = decode(fp8(W / s_w)) * s_w, inputs
+ * x_q = decode(fp8(x / s_in)) * s_in (static), per-token s = amax / F
+ * (dynamic), or x (weight-only); k and v optionally rounded through E4M3. */
+
+#define NL 2          /* llama_tiny: layers */
+#define DIM 256
+#define HID 384
+#define NH 8
+#define NKV 4
+#define HS 32
+#define VOCAB 1024
+#define QD (NH * HS)
+#define KVD (NKV * HS)
+
+static const char *const k_lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj",
+                                           "self_attn.v_proj", "self_attn.o_proj",
+                                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+static const int k_lin_out[7] = {QD, KVD, KVD, DIM, HID, HID, DIM};
+static const int k_lin_in[7] = {DIM, DIM, DIM, QD, DIM, DIM, HID};
+
+typedef struct nf_model {
+    float *embed, *lm_head, *norm;
+    float *attn_norm[NL], *ffn_norm[NL];
+    float *w[NL][7];
+} nf_model;
+
+typedef struct nf_quant {
+    float *wq[NL][7];        /* dequantized FP8 weights, NULL = high precision */
+    float in_s[NL][7];       /* > 0 static, < 0 per-token dynamic, 0 weight-only */
+    kn_fp8_format fmt;
+    float k_s[NL], v_s[NL];  /* > 0: E4M3 KV cache */
+} nf_quant;
+
+typedef struct nf_amax {
+    float in[NL][7];
+    float k[NL], v[NL];
+} nf_amax;
+
+static float *st_f32(const eng_st_file *st, const char *name, size_t *n)
+{
+    const eng_tensor *t = eng_st_find(st, name);
+    ck_assert_msg(t != NULL, "%s missing", name);
+    float *v = malloc(t->n_elem * sizeof(float));
+    for (size_t i = 0; i < t->n_elem; i++) {
+        if (t->dtype == ENG_DT_F32) {
+            v[i] = ((const float *)t->data)[i];
+        } else {
+            uint32_t u = (uint32_t)((const uint16_t *)t->data)[i] << 16;
+            ck_assert(t->dtype == ENG_DT_BF16);
+            memcpy(&v[i], &u, 4);
+        }
+    }
+    if (n)
+        *n = t->n_elem;
+    return v;
+}
+
+static void nf_load(nf_model *nm, const char *dir)
+{
+    char p[600], n[128];
+    eng_st_file *st = NULL;
+    snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+    ck_assert_msg(eng_st_open(&st, p, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    nm->embed = st_f32(st, "model.embed_tokens.weight", NULL);
+    nm->lm_head = st_f32(st, "lm_head.weight", NULL);
+    nm->norm = st_f32(st, "model.norm.weight", NULL);
+    for (int l = 0; l < NL; l++) {
+        snprintf(n, sizeof(n), "model.layers.%d.input_layernorm.weight", l);
+        nm->attn_norm[l] = st_f32(st, n, NULL);
+        snprintf(n, sizeof(n), "model.layers.%d.post_attention_layernorm.weight", l);
+        nm->ffn_norm[l] = st_f32(st, n, NULL);
+        for (int j = 0; j < 7; j++) {
+            snprintf(n, sizeof(n), "model.layers.%d.%s.weight", l, k_lin_names[j]);
+            nm->w[l][j] = st_f32(st, n, NULL);
+        }
+    }
+    eng_st_close(st);
+}
+
+static void nf_free(nf_model *nm)
+{
+    free(nm->embed);
+    free(nm->lm_head);
+    free(nm->norm);
+    for (int l = 0; l < NL; l++) {
+        free(nm->attn_norm[l]);
+        free(nm->ffn_norm[l]);
+        for (int j = 0; j < 7; j++)
+            free(nm->w[l][j]);
+    }
+}
+
+static float amax_of(const float *x, size_t n)
+{
+    float a = 0;
+    for (size_t i = 0; i < n; i++)
+        a = fabsf(x[i]) > a ? fabsf(x[i]) : a;
+    return a;
+}
+
+/* x -> decode(fp8(x / s)) * s, one f32 division, saturating. */
+static float qdq(float x, float s, kn_fp8_format fmt)
+{
+    float d = x / s;
+    return kn_fp8_decode(kn_fp8_encode(d, fmt, true), fmt) * s;
+}
+
+static void nf_linear(float *y, const float *x, const nf_model *nm, const nf_quant *q,
+                      nf_amax *am, int l, int j)
+{
+    int no = k_lin_out[j], ni = k_lin_in[j];
+    float xq[HID];
+    const float *w = nm->w[l][j];
+    memcpy(xq, x, (size_t)ni * sizeof(float));
+    if (am != NULL && amax_of(x, (size_t)ni) > am->in[l][j])
+        am->in[l][j] = amax_of(x, (size_t)ni);
+    if (q != NULL && q->wq[l][j] != NULL) {
+        float s = q->in_s[l][j];
+        w = q->wq[l][j];
+        if (s < 0)
+            s = amax_of(x, (size_t)ni) / kn_fp8_max(q->fmt);
+        if (s > 0)
+            for (int i = 0; i < ni; i++)
+                xq[i] = qdq(x[i], s, q->fmt);
+    }
+    for (int o = 0; o < no; o++) {
+        double a = 0;
+        for (int i = 0; i < ni; i++)
+            a += (double)w[(size_t)o * ni + i] * xq[i];
+        y[o] = (float)a;
+    }
+}
+
+static void nf_rms(float *y, const float *x, const float *w, int n)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float r = (float)(1 / sqrt(ss / n + 1e-5));
+    for (int i = 0; i < n; i++)
+        y[i] = w[i] * (x[i] * r);
+}
+
+static void nf_rope(float *x, int p)
+{
+    for (int i = 0; i < HS / 2; i++) {
+        double a = p / pow(10000.0, 2.0 * i / HS);
+        float c = (float)cos(a), s = (float)sin(a), x0 = x[i], x1 = x[i + HS / 2];
+        x[i] = x0 * c - x1 * s;
+        x[i + HS / 2] = x1 * c + x0 * s;
+    }
+}
+
+/* logits [T][VOCAB] (may be NULL); am (may be NULL) collects amaxes. */
+static void nf_forward(const nf_model *nm, const nf_quant *qz, const int32_t *ids, int T,
+                       float *logits, nf_amax *am)
+{
+    float *x = calloc((size_t)T * DIM, 4), *k = calloc((size_t)T * KVD, 4);
+    float *v = calloc((size_t)T * KVD, 4), *q = calloc((size_t)T * QD, 4);
+    float a[HID], o[QD], t2[DIM], g[HID], u[HID], *sc = calloc((size_t)T, 4);
+    for (int p = 0; p < T; p++)
+        memcpy(x + p * DIM, nm->embed + (size_t)ids[p] * DIM, DIM * 4);
+    for (int l = 0; l < NL; l++) {
+        for (int p = 0; p < T; p++) {
+            nf_rms(a, x + p * DIM, nm->attn_norm[l], DIM);
+            nf_linear(q + p * QD, a, nm, qz, am, l, 0);
+            nf_linear(k + p * KVD, a, nm, qz, am, l, 1);
+            nf_linear(v + p * KVD, a, nm, qz, am, l, 2);
+            for (int h = 0; h < NH; h++)
+                nf_rope(q + p * QD + h * HS, p);
+            for (int h = 0; h < NKV; h++)
+                nf_rope(k + p * KVD + h * HS, p);
+            if (am != NULL) {
+                am->k[l] = fmaxf(am->k[l], amax_of(k + p * KVD, KVD));
+                am->v[l] = fmaxf(am->v[l], amax_of(v + p * KVD, KVD));
+            }
+            if (qz != NULL && qz->k_s[l] > 0)
+                for (int i = 0; i < KVD; i++) {
+                    k[p * KVD + i] = qdq(k[p * KVD + i], qz->k_s[l], KN_FP8_E4M3);
+                    v[p * KVD + i] = qdq(v[p * KVD + i], qz->v_s[l], KN_FP8_E4M3);
+                }
+        }
+        for (int p = 0; p < T; p++) {
+            for (int h = 0; h < NH; h++) {
+                int gk = h / (NH / NKV);
+                double mx = -1e300, sum = 0;
+                for (int t = 0; t <= p; t++) {
+                    double dd = 0;
+                    for (int i = 0; i < HS; i++)
+                        dd += (double)q[p * QD + h * HS + i] * k[t * KVD + gk * HS + i];
+                    sc[t] = (float)(dd / sqrt(HS));
+                    mx = sc[t] > mx ? sc[t] : mx;
+                }
+                for (int t = 0; t <= p; t++)
+                    sum += (sc[t] = (float)exp(sc[t] - mx));
+                for (int i = 0; i < HS; i++) {
+                    double acc = 0;
+                    for (int t = 0; t <= p; t++)
+                        acc += sc[t] / sum * v[t * KVD + gk * HS + i];
+                    o[h * HS + i] = (float)acc;
+                }
+            }
+            nf_linear(t2, o, nm, qz, am, l, 3);
+            for (int i = 0; i < DIM; i++)
+                x[p * DIM + i] += t2[i];
+        }
+        for (int p = 0; p < T; p++) {
+            nf_rms(a, x + p * DIM, nm->ffn_norm[l], DIM);
+            nf_linear(g, a, nm, qz, am, l, 4);
+            nf_linear(u, a, nm, qz, am, l, 5);
+            for (int i = 0; i < HID; i++)
+                g[i] = g[i] / (1 + expf(-g[i])) * u[i];
+            nf_linear(t2, g, nm, qz, am, l, 6);
+            for (int i = 0; i < DIM; i++)
+                x[p * DIM + i] += t2[i];
+        }
+    }
+    for (int p = 0; p < T && logits != NULL; p++) {
+        nf_rms(a, x + p * DIM, nm->norm, DIM);
+        for (int o2 = 0; o2 < VOCAB; o2++) {
+            double acc = 0;
+            for (int i = 0; i < DIM; i++)
+                acc += (double)nm->lm_head[(size_t)o2 * DIM + i] * a[i];
+            logits[(size_t)p * VOCAB + o2] = (float)acc;
+        }
+    }
+    free(x); free(k); free(v); free(q); free(sc);
+}
+
+/* 2^ceil(log2 s), derived by hand (INC's pow2 rounding of a divisor). */
+static float pow2up(float s)
+{
+    int e;
+    float f = frexpf(s, &e);
+    return f == 0.5f ? s : ldexpf(1.0f, e);
+}
+
+/* The weight scales and FP8 weights of one scheme, by hand. */
+typedef enum { SCH_MINMAX_CH, SCH_MINMAX_T, SCH_POW2, SCH_PCS_POW2 } scheme;
+
+static void nf_build_quant(nf_quant *qz, const nf_model *nm, const nf_amax *am, scheme sc,
+                           kn_fp8_format fmt, int act /* 1 static, -1 dynamic, 0 none */,
+                           bool kv)
+{
+    float F = kn_fp8_max(fmt);
+    memset(qz, 0, sizeof(*qz));
+    qz->fmt = fmt;
+    for (int l = 0; l < NL; l++) {
+        for (int j = 0; j < 7; j++) {
+            int no = k_lin_out[j], ni = k_lin_in[j];
+            const float *w = nm->w[l][j];
+            float *wq = malloc((size_t)no * ni * sizeof(float)), st = 0;
+            if (sc == SCH_MINMAX_T)
+                st = amax_of(w, (size_t)no * ni) / F;
+            else if (sc == SCH_POW2)   /* maxabs_pow2: weight backoff 0.5 */
+                st = pow2up(amax_of(w, (size_t)no * ni) / (F * 0.5f));
+            for (int o = 0; o < no; o++) {
+                float s = st, ra = amax_of(w + (size_t)o * ni, (size_t)ni);
+                if (sc == SCH_MINMAX_CH)
+                    s = ra / F;
+                else if (sc == SCH_PCS_POW2)
+                    s = pow2up(ra / (F * 0.5f));
+                for (int i = 0; i < ni; i++)
+                    wq[(size_t)o * ni + i] = qdq(w[(size_t)o * ni + i], s, fmt);
+            }
+            qz->wq[l][j] = wq;
+            if (act < 0)
+                qz->in_s[l][j] = -1;
+            else if (act > 0)   /* minmax: amax / F; pow2 methods: input backoff 0.25 */
+                qz->in_s[l][j] = sc == SCH_MINMAX_CH || sc == SCH_MINMAX_T
+                                     ? am->in[l][j] / F
+                                     : pow2up(am->in[l][j] / (F * 0.25f));
+        }
+        if (kv) {
+            qz->k_s[l] = am->k[l] / 448.0f;
+            qz->v_s[l] = am->v[l] / 448.0f;
+        }
+    }
+}
+
+static void nf_quant_free(nf_quant *qz)
+{
+    for (int l = 0; l < NL; l++)
+        for (int j = 0; j < 7; j++)
+            free(qz->wq[l][j]);
+}
+
+/* Calibration and test token ids (deterministic, an LCG). */
+#define N_CAL 2
+#define T_CAL 24
+#define T_TEST 16
+static int32_t g_cal[N_CAL][T_CAL], g_test[T_TEST];
+
+static void make_ids(void)
+{
+    unsigned s = 12345;
+    for (int i = 0; i < N_CAL; i++)
+        for (int t = 0; t < T_CAL; t++)
+            g_cal[i][t] = (int32_t)((s = s * 1103515245u + 12345u) >> 8) % VOCAB;
+    for (int t = 0; t < T_TEST; t++)
+        g_test[t] = (int32_t)((s = s * 1103515245u + 12345u) >> 8) % VOCAB;
+}
+
+/* An FP8Config: mode, blocklist names (a JSON list body), more keys. */
+static qt_config *make_config3(const char *mode, const char *block, const char *extra)
+{
+    char json[1024];
+    qt_config *c = NULL;
+    snprintf(json, sizeof(json), "{\"mode\": \"%s\", \"dump_stats_path\": \"%s/hqt/measure\","
+             " \"blocklist\": {\"names\": [%s], \"types\": []}%s%s}", mode, g_tmp, block,
+             extra[0] ? ", " : "", extra);
+    ck_assert_msg(qt_config_parse(&c, json, "test", g_err, sizeof(g_err)) == 0, "%s: %s", json,
+                  g_err);
+    return c;
+}
+
+static qt_config *make_config(const char *extra)
+{
+    return make_config3("MEASURE", "\"lm_head\"", extra);
+}
+
+static void calibrate(eng_model *m)
+{
+    const int32_t *seqs[N_CAL];
+    size_t lens[N_CAL];
+    for (int i = 0; i < N_CAL; i++) {
+        seqs[i] = g_cal[i];
+        lens[i] = T_CAL;
+    }
+    ck_assert_msg(eng_fp8_calibrate(m, seqs, lens, N_CAL, g_err, sizeof(g_err)) == 0, "%s",
+                  g_err);
+}
+
+static const char *bf16_dir(void)
+{
+    static char dir[512];
+    snprintf(dir, sizeof(dir), "%s/models/llama_tiny_bf16", g_data);
+    return dir;
+}
+
+/* One QUANTIZE configuration of the engine against the plain reference. */
+typedef struct mode_case {
+    const char *config_extra;
+    eng_fp8_wscale wscale;
+    eng_fp8_act act;
+    bool kv;
+    scheme sch;
+    kn_fp8_format fmt;
+    int ref_act;
+    bool tight;     /* weight-only: <= 1e-3 everywhere */
+} mode_case;
+
+static const mode_case k_cases[] = {
+    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_NONE, false, SCH_MINMAX_CH, KN_FP8_E4M3, 0, true},
+    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, false, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false},
+    {"", ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_STATIC, false, SCH_MINMAX_T, KN_FP8_E4M3, 1, false},
+    {"", ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_DYNAMIC, false, SCH_MINMAX_T, KN_FP8_E4M3, -1, false},
+    {"\"scale_method\": \"maxabs_pow2\"", ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false, SCH_POW2,
+     KN_FP8_E4M3, 1, false},
+    {"\"scale_method\": \"act_maxabs_pow2_weights_pcs_maxabs_pow2\"", ENG_FP8_W_CONFIG,
+     ENG_FP8_ACT_STATIC, false, SCH_PCS_POW2, KN_FP8_E4M3, 1, false},
+    {"\"scale_method\": \"maxabs_pow2\", \"fp8_config\": \"E5M2\"", ENG_FP8_W_CONFIG,
+     ENG_FP8_ACT_STATIC, false, SCH_POW2, KN_FP8_E5M2, 1, false},
+    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, true, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false},
+};
+
+/* Each QUANTIZE scheme vs the plain reference built from hand-derived
+ * scales (amaxes measured by the reference's own high-precision run). */
+START_TEST(test_quantize_matches_plain_reference)
+{
+    const mode_case *mc = &k_cases[_i];
+    nf_model nm;
+    nf_amax am;
+    nf_quant qz;
+    eng_fp8_opts o;
+    float *ref = malloc((size_t)T_TEST * VOCAB * sizeof(float));
+    qt_config *c = make_config(mc->config_extra);
+    eng_model *m = load_dir(bf16_dir());
+
+    make_ids();
+    nf_load(&nm, bf16_dir());
+    memset(&am, 0, sizeof(am));
+    for (int i = 0; i < N_CAL; i++)
+        nf_forward(&nm, NULL, g_cal[i], T_CAL, NULL, &am);
+    nf_build_quant(&qz, &nm, &am, mc->sch, mc->fmt, mc->ref_act, mc->kv);
+    nf_forward(&nm, &qz, g_test, T_TEST, ref, NULL);
+
+    eng_fp8_opts_default(&o);
+    o.wscale = mc->wscale;
+    o.act = mc->act;
+    o.kv_fp8 = mc->kv;
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, &o, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_MEASURE);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    float *got = run_logits(m, g_test, T_TEST);
+    diff_stats d = diff(got, ref, (size_t)T_TEST * VOCAB);
+    printf("  case %d: max |diff| %.3g, within 1e-3 %.4f\n", _i, d.max_abs, d.frac_within);
+    if (mc->tight)
+        ck_assert_msg(d.max_abs <= 1e-3, "case %d: max |diff| %g", _i, d.max_abs);
+    else
+        ck_assert_msg(d.max_abs <= 2e-2 && d.frac_within >= 0.99, "case %d: max |diff| %g, "
+                      "within 1e-3 %.4f", _i, d.max_abs, d.frac_within);
+    /* And it is not the high-precision model: FP8 moves the logits. */
+    nf_forward(&nm, NULL, g_test, T_TEST, ref, NULL);
+    ck_assert_msg(diff(got, ref, (size_t)T_TEST * VOCAB).max_abs > 1e-3,
+                  "case %d: QUANTIZE gave high-precision logits", _i);
+    free(got);
+    free(ref);
+    nf_quant_free(&qz);
+    nf_free(&nm);
+    eng_model_free(m);
+    qt_config_free(c);
+}
+END_TEST
+
+/* OFF -> MEASURE -> QUANTIZE -> OFF: OFF (and MEASURE) equal a fresh load
+ * bit for bit. */
+START_TEST(test_mode_cycle_identity)
+{
+    eng_model *fresh = load_dir(bf16_dir()), *m = load_dir(bf16_dir());
+    qt_config *c = make_config3("NONE", "\"lm_head\"", "");
+    float *want, *got;
+
+    make_ids();
+    want = run_logits(fresh, g_test, T_TEST);
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_OFF);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0);
+    free(got);
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_MEASURE, g_err, sizeof(g_err)) == 0);
+    calibrate(m);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0, "MEASURE changed logits");
+    free(got);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert(diff(got, want, (size_t)T_TEST * VOCAB).max_abs > 1e-3);
+    free(got);
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0,
+                  "OFF after QUANTIZE differs from a fresh load");
+    free(got);
+    free(want);
+    qt_config_free(c);
+    eng_model_free(m);
+    eng_model_free(fresh);
+}
+END_TEST
+
+/* Selection on the real module names of llama_tiny. */
+START_TEST(test_selection_names)
+{
+    eng_model *m = load_dir(bf16_dir());
+    qt_config *c = make_config3("MEASURE", "\"lm_head\", \"layers\\\\.1\\\\.mlp\", \"k_proj\"",
+                                "\"allowlist\": {\"names\": [], \"types\": [\"Linear\", "
+                                "\"KVCache\"]}");
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    qt_modset *s = eng_fp8_modset(m);
+    static const char *const want_in[] = {
+        "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj",
+        "model.layers.0.mlp.down_proj", "model.layers.1.self_attn.o_proj",
+        "model.layers.0.self_attn.k_cache", "model.layers.1.self_attn.v_cache"};
+    static const char *const want_out[] = {
+        "lm_head", "model.layers.0.self_attn.k_proj", "model.layers.1.mlp.gate_proj",
+        "model.layers.1.mlp.down_proj", "model.layers.0.self_attn.matmul_qk"};
+    for (size_t i = 0; i < sizeof(want_in) / sizeof(*want_in); i++)
+        ck_assert_msg(qt_modset_find(s, want_in[i]) != NULL, "%s not selected", want_in[i]);
+    for (size_t i = 0; i < sizeof(want_out) / sizeof(*want_out); i++)
+        ck_assert_msg(qt_modset_find(s, want_out[i]) == NULL, "%s selected", want_out[i]);
+    /* 2 layers x 7 Linears, minus k_proj x 2 and layer 1's MLP x 3; KV x 4. */
+    ck_assert_uint_eq(qt_modset_count(s), 14 - 2 - 3 + 4);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
+/* AUTO: no measurement file -> MEASURE; after a dump -> QUANTIZE from the
+ * file, with the same logits as the in-memory QUANTIZE run. */
+START_TEST(test_auto_mode)
+{
+    eng_model *m = load_dir(bf16_dir()), *m2 = load_dir(bf16_dir());
+    qt_config *c = make_config3("AUTO", "\"lm_head\"", "");
+    float *a, *b;
+
+    make_ids();
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_MEASURE);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_dump_measurements(m, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0);
+    a = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(eng_fp8_prepare(m2, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(eng_fp8_mode(m2), QT_MODE_QUANTIZE);
+    b = run_logits(m2, g_test, T_TEST);
+    ck_assert_msg(memcmp(a, b, (size_t)T_TEST * VOCAB * 4) == 0,
+                  "QUANTIZE from the file differs from QUANTIZE from memory");
+    free(a);
+    free(b);
+    qt_config_free(c);
+    eng_model_free(m);
+    eng_model_free(m2);
+}
+END_TEST
+
+/* Bad measurement files are refused naming the file and the fault. */
+START_TEST(test_bad_measurements)
+{
+    eng_model *m = load_dir(bf16_dir());
+    qt_config *c = make_config("");
+    char path[600], bad_path[600];
+    size_t n;
+    char *good, *bad;
+
+    make_ids();
+    ck_assert(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_dump_measurements(m, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    snprintf(path, sizeof(path), "%s/hqt/measure_hooks_maxabs.json", g_tmp);
+    good = read_file(path, &n);
+    snprintf(bad_path, sizeof(bad_path), "%s/bad.json", g_tmp);
+    /* A missing module: rename one node. */
+    bad = replace(good, "\"model.layers.1.mlp.up_proj\"", "\"model.layers.1.mlp.upXproj\"");
+    write_file(bad_path, bad, strlen(bad));
+    ck_assert(eng_fp8_load_measurements(m, bad_path, g_err, sizeof(g_err)) < 0);
+    ck_assert_msg(strstr(g_err, "model.layers.1.mlp.up_proj") != NULL, "%s", g_err);
+    free(bad);
+    /* NaN */
+    const char *q = strstr(good, "\"model.layers.0.self_attn.q_proj\"");
+    ck_assert(q != NULL);
+    const char *num = strpbrk(strstr(q, "inputs"), "0123456789");
+    size_t pre = (size_t)(num - good), len = strspn(num, "0123456789.eE-+");
+    bad = malloc(n + 8);
+    memcpy(bad, good, pre);
+    strcpy(bad + pre, "NaN");
+    strcat(bad, num + len);
+    write_file(bad_path, bad, strlen(bad));
+    ck_assert(eng_fp8_load_measurements(m, bad_path, g_err, sizeof(g_err)) < 0);
+    ck_assert_msg(strstr(g_err, "bad.json") != NULL, "%s", g_err);
+    free(bad);
+    /* Wrong shape: a second value in the q_proj input. */
+    bad = malloc(n + 16);
+    memcpy(bad, good, pre);
+    strcpy(bad + pre, "1.0], [2.0");
+    strcat(bad, num + len);
+    write_file(bad_path, bad, strlen(bad));
+    ck_assert(eng_fp8_load_measurements(m, bad_path, g_err, sizeof(g_err)) < 0);
+    ck_assert_msg(strstr(g_err, "model.layers.0.self_attn.q_proj") != NULL, "%s", g_err);
+    free(bad);
+    /* The good file loads. */
+    ck_assert_msg(eng_fp8_load_measurements(m, path, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    free(good);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *fp8engine_suite(void)
@@ -346,6 +908,16 @@ static Suite *fp8engine_suite(void)
     tcase_add_test(tc, test_ct_static_act);
     tcase_add_test(tc, test_block_weight_only);
     tcase_add_test(tc, test_import_refusals);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("modes");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, make_tmp, rm_tmp);
+    tcase_add_loop_test(tc, test_quantize_matches_plain_reference, 0,
+                        (int)(sizeof(k_cases) / sizeof(*k_cases)));
+    tcase_add_test(tc, test_mode_cycle_identity);
+    tcase_add_test(tc, test_selection_names);
+    tcase_add_test(tc, test_auto_mode);
+    tcase_add_test(tc, test_bad_measurements);
     suite_add_tcase(s, tc);
     return s;
 }
