@@ -575,7 +575,16 @@ static float pow2up(float s)
 }
 
 /* The weight scales and FP8 weights of one scheme, by hand. */
-typedef enum { SCH_MINMAX_CH, SCH_MINMAX_T, SCH_POW2, SCH_PCS_POW2 } scheme;
+typedef enum { SCH_MINMAX_CH, SCH_MINMAX_T, SCH_POW2, SCH_PCS_POW2, SCH_DELAYED } scheme;
+
+/* DelayedScaling POW2_DOWN, margin 0 (§2.6): mult = 2^floor(log2(F / amax)),
+ * the descale its inverse. */
+static float pow2down_descale(float amax, float F)
+{
+    int e;
+    frexpf(F / amax, &e);   /* F/amax = f * 2^e, f in [0.5, 1): floor(log2) = e - 1 */
+    return ldexpf(1.0f, -(e - 1));
+}
 
 static void nf_build_quant(nf_quant *qz, const nf_model *nm, const nf_amax *am, scheme sc,
                            kn_fp8_format fmt, int act /* 1 static, -1 dynamic, 0 none */,
@@ -593,6 +602,8 @@ static void nf_build_quant(nf_quant *qz, const nf_model *nm, const nf_amax *am, 
                 st = amax_of(w, (size_t)no * ni) / F;
             else if (sc == SCH_POW2)   /* maxabs_pow2: weight backoff 0.5 */
                 st = pow2up(amax_of(w, (size_t)no * ni) / (F * 0.5f));
+            else if (sc == SCH_DELAYED)
+                st = pow2down_descale(amax_of(w, (size_t)no * ni), F);
             for (int o = 0; o < no; o++) {
                 float s = st, ra = amax_of(w + (size_t)o * ni, (size_t)ni);
                 if (sc == SCH_MINMAX_CH)
@@ -608,7 +619,8 @@ static void nf_build_quant(nf_quant *qz, const nf_model *nm, const nf_amax *am, 
             else if (act > 0)   /* minmax: amax / F; pow2 methods: input backoff 0.25 */
                 qz->in_s[l][j] = sc == SCH_MINMAX_CH || sc == SCH_MINMAX_T
                                      ? am->in[l][j] / F
-                                     : pow2up(am->in[l][j] / (F * 0.25f));
+                                 : sc == SCH_DELAYED ? pow2down_descale(am->in[l][j], F)
+                                                     : pow2up(am->in[l][j] / (F * 0.25f));
         }
         if (kv) {
             qz->k_s[l] = am->k[l] / 448.0f;
@@ -687,20 +699,26 @@ typedef struct mode_case {
     kn_fp8_format fmt;
     int ref_act;
     bool tight;     /* weight-only: <= 1e-3 everywhere */
+    const char *recipe;   /* DelayedScaling JSON, or NULL */
 } mode_case;
 
 static const mode_case k_cases[] = {
-    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_NONE, false, SCH_MINMAX_CH, KN_FP8_E4M3, 0, true},
-    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, false, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false},
-    {"", ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_STATIC, false, SCH_MINMAX_T, KN_FP8_E4M3, 1, false},
-    {"", ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_DYNAMIC, false, SCH_MINMAX_T, KN_FP8_E4M3, -1, false},
+    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_NONE, false, SCH_MINMAX_CH, KN_FP8_E4M3, 0, true, NULL},
+    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, false, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false, NULL},
+    {"", ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_STATIC, false, SCH_MINMAX_T, KN_FP8_E4M3, 1, false, NULL},
+    {"", ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_DYNAMIC, false, SCH_MINMAX_T, KN_FP8_E4M3, -1, false, NULL},
     {"\"scale_method\": \"maxabs_pow2\"", ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false, SCH_POW2,
-     KN_FP8_E4M3, 1, false},
+     KN_FP8_E4M3, 1, false, NULL},
     {"\"scale_method\": \"act_maxabs_pow2_weights_pcs_maxabs_pow2\"", ENG_FP8_W_CONFIG,
-     ENG_FP8_ACT_STATIC, false, SCH_PCS_POW2, KN_FP8_E4M3, 1, false},
+     ENG_FP8_ACT_STATIC, false, SCH_PCS_POW2, KN_FP8_E4M3, 1, false, NULL},
     {"\"scale_method\": \"maxabs_pow2\", \"fp8_config\": \"E5M2\"", ENG_FP8_W_CONFIG,
-     ENG_FP8_ACT_STATIC, false, SCH_POW2, KN_FP8_E5M2, 1, false},
-    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, true, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false},
+     ENG_FP8_ACT_STATIC, false, SCH_POW2, KN_FP8_E5M2, 1, false, NULL},
+    {"", ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, true, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false, NULL},
+    /* HYBRID recipe: forward tensors E4M3, scales from the amax history. */
+    {"", ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false, SCH_DELAYED, KN_FP8_E4M3, 1, false,
+     "{\"fp8_format\": \"HYBRID\", \"amax_history_len\": 4, \"scale_rule\": \"pow2_down\"}"},
+    {"", ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false, SCH_DELAYED, KN_FP8_E5M2, 1, false,
+     "{\"fp8_format\": \"E5M2\", \"amax_history_len\": 16}"},
 };
 
 /* Each QUANTIZE scheme vs the plain reference built from hand-derived
@@ -728,7 +746,11 @@ START_TEST(test_quantize_matches_plain_reference)
     o.wscale = mc->wscale;
     o.act = mc->act;
     o.kv_fp8 = mc->kv;
-    ck_assert_msg(eng_fp8_prepare(m, c, NULL, &o, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    qt_recipe r;
+    if (mc->recipe != NULL)
+        ck_assert_msg(qt_recipe_parse(&r, mc->recipe, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_msg(eng_fp8_prepare(m, c, mc->recipe ? &r : NULL, &o, g_err, sizeof(g_err)) == 0,
+                  "%s", g_err);
     ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_MEASURE);
     calibrate(m);
     ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
