@@ -25,8 +25,11 @@
 #define AI static inline __attribute__((always_inline))
 
 /* Software prefetch distance in the weight stream (bytes ahead of the
- * line being widened): the widening costs ~8 uops per line, which alone
- * would keep too few lines in flight for DRAM (perf-anchors.md 6). */
+ * line being widened): the widening costs ~8 uops per line, so the
+ * out-of-order window alone keeps too few lines in flight for DRAM
+ * (perf-anchors.md 6).  Measured, M = 1, 8192x2048 x 48 copies, A/B
+ * interleaved: 1 thread 21-23 GB/s without, 26-29 with (4 or 16 KiB);
+ * 2 threads 43 vs 51-52 GB/s. */
 #define PF_DIST 4096
 
 enum { MODE_F32 = 0, MODE_BF16 = 1, MODE_W8A8 = 2 };
