@@ -9,13 +9,48 @@
 #include <time.h>
 
 /* Route labels for metrics: the routes of the table plus "other". */
-#define API_N_ROUTE_LABELS 6
+#define API_N_ROUTE_LABELS 11
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
 #define API_N_STATUS (API_STATUS_MAX - API_STATUS_MIN + 1)
 
+/* A Prometheus histogram with fixed upper bounds (atomics). */
+#define API_HIST_MAX 24
+typedef struct api_hist {
+    const double    *bounds;            /* n ascending upper bounds; +Inf implied */
+    size_t           n;
+    _Atomic uint64_t count[API_HIST_MAX + 1];
+    _Atomic uint64_t sum_us;            /* sum in microseconds (or units * 1e6) */
+} api_hist;
+void api__hist_observe(api_hist *h, double v);
+
+enum { API_SCOPE_INFERENCE = 1, API_SCOPE_METRICS = 2, API_SCOPE_ADMIN = 4 };
+
+typedef struct api_key {
+    char    *key;
+    size_t   len;
+    unsigned scopes;
+} api_key;
+
+/* Why requests ended early, for fp8d:requests_*_total. */
+enum { API_FIN_STOP, API_FIN_LENGTH, API_FIN_ABORT, API_FIN_COUNT_ };
+enum { API_CANCEL_DISCONNECT, API_CANCEL_DEADLINE, API_CANCEL_SHUTDOWN, API_CANCEL_COUNT_ };
+
 struct api_service {
     _Atomic int     state;              /* api_state */
+    api_service_params p;               /* strings below replace the borrowed ones */
+    char            model_dir[4096];
+    char            model_name[256];
+    char            model_hash[17];     /* 16 hex digits of FNV-1a 64 */
+    char           *cors;               /* copy of cors_origins or NULL */
+    api_key        *keys;
+    size_t          n_keys;
+    struct eng_engine *eng;             /* NULL until api_service_start */
+    _Atomic uint64_t next_call;
+    api_hist        ttft, itl, e2e, queue_time;
+    _Atomic uint64_t finished[API_FIN_COUNT_];
+    _Atomic uint64_t cancelled[API_CANCEL_COUNT_];
+    _Atomic uint64_t rejected_full, rejected_unready;
     const char     *version;            /* static */
     struct timespec started;            /* CLOCK_MONOTONIC at api_service_new */
     double          started_unix;       /* wall clock at start, for process_start_time */
@@ -26,12 +61,16 @@ struct api_service {
 
 typedef int (*api__handler_fn)(api_service *svc, const char *body, size_t body_len,
                                api_response *out);
+typedef int (*api__call_fn)(api_service *svc, const api_request *rq, api_response *out,
+                            api_call **call);
 
 typedef struct api__route {
     const char     *path;     /* exact match */
     const char     *methods;  /* for the Allow header: "GET, HEAD" */
     api__handler_fn get;      /* GET and HEAD (the transport drops HEAD bodies) */
     api__handler_fn post;     /* NULL when the route has no POST */
+    api__call_fn    post_call;/* POST answered later (inference); NULL when none */
+    unsigned        scope;    /* API_SCOPE_* a key needs; 0 = open (livez, health) */
 } api__route;
 
 /* The route table (api_route.c); index i is also the metrics label i,
@@ -47,6 +86,17 @@ int api__health(api_service *svc, const char *body, size_t body_len, api_respons
 int api__livez(api_service *svc, const char *body, size_t body_len, api_response *out);
 int api__readyz(api_service *svc, const char *body, size_t body_len, api_response *out);
 int api__metrics(api_service *svc, const char *body, size_t body_len, api_response *out);
+
+/* api_infer.c / api_call.c */
+int api__completions(api_service *svc, const api_request *rq, api_response *out, api_call **call);
+int api__chat(api_service *svc, const api_request *rq, api_response *out, api_call **call);
+int api__models(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__tokenize(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__detokenize(api_service *svc, const char *body, size_t body_len, api_response *out);
+/* The fingerprint fp8d-<version>-<hash8>-e<epoch>-<mode>, and the
+ * X-FP8-* headers on out. */
+void api__fingerprint(api_service *svc, char *buf, size_t len);
+void api__fp8_headers(api_service *svc, api_response *out);
 
 /* Fills out with status and a copy of json (a NUL-terminated string). */
 int api__json_response(api_response *out, int status, const char *json);

@@ -20,8 +20,10 @@
 
 #include "engine/engine.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* api/ reserves -4000..-4999 for its own codes (none needed yet). */
 
@@ -39,6 +41,17 @@ typedef struct api_service_params {
     const char *model_path;  /* Hugging Face model directory; borrowed for the call */
     int         threads;     /* compute threads for the engine; 0 = all cores */
     const char *version;     /* reported in fp8d:build_info; static string */
+    /* Serving limits (0 = the default in brackets). */
+    const char *served_model_name;    /* "model" answered by /v1/models [directory name] */
+    size_t      max_queued_requests;  /* waiting requests before 429 [64] */
+    size_t      max_queued_tokens;    /* waiting prompt tokens before 429 [1 << 20] */
+    size_t      max_running;          /* sequences batched per step [16] */
+    int64_t     request_timeout_ms;   /* default deadline of a request [600000] */
+    int         max_tokens_limit;     /* largest max_tokens accepted [context length] */
+    int         max_n;                /* largest n [16] */
+    size_t      max_prompt_tokens;    /* longest prompt accepted [context length - 1] */
+    const char *api_keys_file;        /* "KEY scope[,scope]" lines; NULL/"" = no keys */
+    const char *cors_origins;         /* comma-separated allowed origins, "*"; NULL = CORS off */
 } api_service_params;
 
 void api_service_params_default(api_service_params *p);
@@ -54,6 +67,25 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
 /* Accepts NULL.  Thread: main, after the transport has stopped. */
 void api_service_free(api_service *svc);
 
+/* Starts the engine thread, which loads the model; the state stays
+ * LOADING until api_service_poll sees the engine ready.  Returns 0 or a
+ * negative errno with err.  Thread: main. */
+int api_service_start(api_service *svc, char *err, size_t errlen);
+
+/* Moves LOADING to READY once the engine has loaded the model.  Returns 1
+ * when it just became ready, 0 when nothing changed, a negative errno
+ * when loading failed (err says why).  Thread: main (a timer). */
+int api_service_poll(api_service *svc, char *err, size_t errlen);
+
+/* True while the engine thread shows life: loading, or its heartbeat is
+ * younger than max_age_ms.  Gates the systemd watchdog.  Thread: any. */
+bool api_service_alive(const api_service *svc, uint64_t max_age_ms);
+
+/* Stops the engine: every queued or running request completes (with an
+ * error when cut short) and the connections waiting on them are woken.
+ * Call before stopping the transport.  Thread: main. */
+void api_service_stop_engine(api_service *svc);
+
 /* The readiness state (atomic).  Thread: any. */
 void      api_service_set_state(api_service *svc, api_state st);
 api_state api_service_state(const api_service *svc);
@@ -65,7 +97,7 @@ typedef struct api_header {
     char value[96];
 } api_header;
 
-#define API_MAX_HEADERS 4
+#define API_MAX_HEADERS 12
 
 typedef struct api_response {
     int         status;                 /* HTTP status code */
@@ -84,6 +116,44 @@ typedef struct api_response {
  * Thread: any. */
 int api_handle(api_service *svc, const char *method, const char *path,
                const char *body, size_t body_len, api_response *out);
+
+/* ---- requests answered later (inference) ------------------------------
+ * api_handle_request is api_handle plus the headers the API needs and a
+ * wake callback.  Routes that run the model do not answer at once: they
+ * tokenize, submit to the engine and set *call; the transport then
+ * suspends the connection and calls api_call_poll each time wake fires
+ * (wake runs on the engine thread, must not block; it may fire before the
+ * transport has suspended, so the transport must remember it).
+ *   api_call_poll: API_CALL_PENDING (nothing yet), API_CALL_RESPONSE (out
+ *   holds the whole answer), API_CALL_STREAM (out holds status and
+ *   headers, no body: read the body with api_call_read).
+ *   api_call_read: > 0 bytes copied, 0 none now (wait for wake), -1 end.
+ *   api_call_release: the transport is done with the call (answered or the
+ *   client went away: completed_ok false cancels the generation).  The
+ *   call must not be used afterwards; wake is not called after it returns.
+ * Thread: any (each call is driven by one transport thread at a time). */
+
+typedef struct api_call api_call;           /* opaque; api/api_call.c */
+typedef void (*api_wake_fn)(void *ud);
+
+typedef struct api_request {
+    const char *method, *path, *body;
+    size_t      body_len;
+    const char *authorization;   /* "Authorization" header or NULL */
+    const char *api_key;         /* "X-Api-Key" header or NULL */
+    const char *origin;          /* "Origin" header or NULL */
+    const char *timeout;         /* "X-Request-Timeout" header (ms) or NULL */
+    api_wake_fn wake;
+    void       *wake_ud;
+} api_request;
+
+enum { API_CALL_PENDING = 0, API_CALL_RESPONSE = 1, API_CALL_STREAM = 2 };
+
+int     api_handle_request(api_service *svc, const api_request *rq, api_response *out,
+                           api_call **call);
+int     api_call_poll(api_call *c, api_response *out);
+ssize_t api_call_read(api_call *c, char *buf, size_t max);
+void    api_call_release(api_call *c, bool completed_ok);
 
 /* Fills *out with the OpenAI-shaped error body for an HTTP status:
  * {"error":{"message":msg,"type":<from the error table>,"code":<string>,

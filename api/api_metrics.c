@@ -29,6 +29,16 @@ void api_metrics_request_end(api_service *svc, const char *path, int status)
     atomic_fetch_sub(&svc->in_flight, 1);
 }
 
+void api__hist_observe(api_hist *h, double v)
+{
+    size_t i = 0;
+
+    while (i < h->n && v > h->bounds[i])
+        i++;
+    atomic_fetch_add(&h->count[i], 1);
+    atomic_fetch_add(&h->sum_us, (uint64_t)(v > 0 ? v * 1e6 : 0));
+}
+
 int64_t api_metrics_in_flight(const api_service *svc)
 {
     return atomic_load(&((api_service *)svc)->in_flight);
@@ -79,6 +89,85 @@ static void family(textbuf *tb, const char *name, const char *type, const char *
     tb_printf(tb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void hist(textbuf *tb, const char *name, const char *help, const char *model,
+                 api_hist *h)
+{
+    uint64_t cum = 0;
+
+    family(tb, name, "histogram", help);
+    for (size_t i = 0; i <= h->n; i++) {
+        cum += atomic_load(&h->count[i]);
+        if (i < h->n)
+            tb_printf(tb, "%s_bucket{model_name=\"%s\",le=\"%g\"} %llu\n", name, model,
+                      h->bounds[i], (unsigned long long)cum);
+        else
+            tb_printf(tb, "%s_bucket{model_name=\"%s\",le=\"+Inf\"} %llu\n", name, model,
+                      (unsigned long long)cum);
+    }
+    tb_printf(tb, "%s_sum{model_name=\"%s\"} %.6f\n", name, model,
+              (double)atomic_load(&h->sum_us) / 1e6);
+    tb_printf(tb, "%s_count{model_name=\"%s\"} %llu\n", name, model, (unsigned long long)cum);
+}
+
+/* The engine and request metrics, vLLM's names with our prefix
+ * (serving-anchors 3.1, 3.2). */
+static void serving_metrics(textbuf *tb, api_service *svc)
+{
+    eng_engine_stats st = { 0 };
+    const char *m = svc->model_name;
+    static const char *fin[] = { "stop", "length", "abort" };
+    static const char *canc[] = { "client_disconnect", "deadline", "shutdown" };
+
+    if (svc->eng != NULL)
+        eng_engine_get_stats(svc->eng, &st);
+#define GAUGE(n, h, fmt, v) \
+    do { family(tb, n, "gauge", h); tb_printf(tb, n "{model_name=\"%s\"} " fmt "\n", m, v); } while (0)
+#define COUNTER(n, h, v) \
+    do { family(tb, n, "counter", h); \
+         tb_printf(tb, n "{model_name=\"%s\"} %llu\n", m, (unsigned long long)(v)); } while (0)
+    GAUGE("fp8d:num_requests_running", "Sequences in the engine's running batch.", "%llu",
+          (unsigned long long)st.running);
+    GAUGE("fp8d:num_requests_waiting", "Sequences waiting in the engine's queue.", "%llu",
+          (unsigned long long)st.queued);
+    GAUGE("fp8d:num_prompt_tokens_waiting", "Prompt tokens waiting in the queue.", "%llu",
+          (unsigned long long)st.queued_tokens);
+    GAUGE("fp8d:kv_cache_usage_perc", "KV cache positions used over those allocated (0..1).",
+          "%.6f", st.kv_capacity ? (double)st.kv_used / (double)st.kv_capacity : 0.0);
+    GAUGE("fp8d:kv_cache_tokens", "KV cache positions in use.", "%llu",
+          (unsigned long long)st.kv_used);
+    COUNTER("fp8d:prompt_tokens_total", "Prompt tokens prefilled.", st.prompt_tokens);
+    COUNTER("fp8d:generation_tokens_total", "Tokens generated.", st.generated_tokens);
+    COUNTER("fp8d:engine_steps_total", "Forward steps (one batch each).", st.steps);
+    family(tb, "fp8d:request_success_total", "counter",
+           "Sequences finished, by finish reason (abort: failed).");
+    for (int i = 0; i < API_FIN_COUNT_; i++)
+        tb_printf(tb, "fp8d:request_success_total{model_name=\"%s\",finished_reason=\"%s\"} "
+                  "%llu\n", m, fin[i], (unsigned long long)atomic_load(&svc->finished[i]));
+    family(tb, "fp8d:requests_rejected_total", "counter",
+           "Requests refused before reaching the engine, by reason.");
+    tb_printf(tb, "fp8d:requests_rejected_total{model_name=\"%s\",reason=\"queue_full\"} %llu\n",
+              m, (unsigned long long)atomic_load(&svc->rejected_full));
+    tb_printf(tb, "fp8d:requests_rejected_total{model_name=\"%s\",reason=\"unavailable\"} "
+              "%llu\n", m, (unsigned long long)atomic_load(&svc->rejected_unready));
+    family(tb, "fp8d:requests_cancelled_total", "counter",
+           "Sequences the engine dropped before they finished, by reason.");
+    for (int i = 0; i < API_CANCEL_COUNT_; i++)
+        tb_printf(tb, "fp8d:requests_cancelled_total{model_name=\"%s\",reason=\"%s\"} %llu\n",
+                  m, canc[i], (unsigned long long)atomic_load(&svc->cancelled[i]));
+    hist(tb, "fp8d:time_to_first_token_seconds", "Time from arrival to the first token.", m,
+         &svc->ttft);
+    hist(tb, "fp8d:inter_token_latency_seconds", "Time between two tokens of a sequence.", m,
+         &svc->itl);
+    hist(tb, "fp8d:e2e_request_latency_seconds", "Time from arrival to the last token.", m,
+         &svc->e2e);
+    family(tb, "fp8d:calibration_mode", "gauge", "FP8 mode; the series of the mode is 1.");
+    tb_printf(tb, "fp8d:calibration_mode{model_name=\"%s\",mode=\"off\"} 1\n", m);
+    GAUGE("fp8d:calibration_epoch", "Bumped by every FP8 mode or scale change.", "%llu",
+          (unsigned long long)st.epoch);
+#undef GAUGE
+#undef COUNTER
+}
+
 static double uptime_seconds(const api_service *svc)
 {
     struct timespec now;
@@ -120,6 +209,7 @@ int api__metrics(api_service *svc, const char *body, size_t body_len, api_respon
                           label, i + API_STATUS_MIN, (unsigned long long)n);
         }
     }
+    serving_metrics(&tb, svc);
     if (tb.failed || tb.s == NULL) {
         free(tb.s);
         return api_error_response(out, 500, "out of memory building /metrics");

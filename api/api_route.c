@@ -9,13 +9,21 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#define SC_ANY (API_SCOPE_INFERENCE | API_SCOPE_METRICS)
 
 const api__route api__routes[] = {
-    { "/health",    "GET, HEAD", api__health,  NULL },
-    { "/v1/health", "GET, HEAD", api__health,  NULL },
-    { "/livez",     "GET, HEAD", api__livez,   NULL },
-    { "/readyz",    "GET, HEAD", api__readyz,  NULL },
-    { "/metrics",   "GET, HEAD", api__metrics, NULL },
+    { "/health",              "GET, HEAD", api__health,  NULL, NULL, 0 },
+    { "/v1/health",           "GET, HEAD", api__health,  NULL, NULL, 0 },
+    { "/livez",               "GET, HEAD", api__livez,   NULL, NULL, 0 },
+    { "/readyz",              "GET, HEAD", api__readyz,  NULL, NULL, SC_ANY },
+    { "/metrics",             "GET, HEAD", api__metrics, NULL, NULL, API_SCOPE_METRICS },
+    { "/v1/models",           "GET, HEAD", api__models,  NULL, NULL, API_SCOPE_INFERENCE },
+    { "/v1/completions",      "POST",      NULL, NULL, api__completions, API_SCOPE_INFERENCE },
+    { "/v1/chat/completions", "POST",      NULL, NULL, api__chat, API_SCOPE_INFERENCE },
+    { "/tokenize",            "POST",      NULL, api__tokenize, NULL, API_SCOPE_INFERENCE },
+    { "/detokenize",          "POST",      NULL, api__detokenize, NULL, API_SCOPE_INFERENCE },
 };
 const size_t api__n_routes = sizeof(api__routes) / sizeof(api__routes[0]);
 
@@ -56,35 +64,159 @@ static const char *printable(char *buf, size_t len, const char *s)
     return buf;
 }
 
-int api_handle(api_service *svc, const char *method, const char *path,
-               const char *body, size_t body_len, api_response *out)
+/* Constant-time comparison of a presented key with a configured one. */
+static bool key_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char d = (unsigned char)(alen != blen);
+
+    for (size_t i = 0; i < blen; i++)
+        d |= (unsigned char)((i < alen ? (unsigned char)a[i] : 0) ^ (unsigned char)b[i]);
+    return d == 0;
+}
+
+/* 0 when rq may use a route needing scope, else 401 or 403. */
+static int authorize(const api_service *svc, const api_request *rq, unsigned scope)
+{
+    const char *k = NULL;
+    size_t klen = 0;
+    unsigned have = 0;
+
+    if (scope == 0)
+        return 0;
+    if (svc->n_keys == 0)
+        return scope & API_SCOPE_ADMIN ? 403 : 0;
+    if (rq->authorization != NULL && strncasecmp(rq->authorization, "Bearer ", 7) == 0)
+        k = rq->authorization + 7;
+    else if (rq->api_key != NULL)
+        k = rq->api_key;
+    if (k == NULL)
+        return 401;
+    klen = strlen(k);
+    for (size_t i = 0; i < svc->n_keys; i++)
+        if (key_equal(k, klen, svc->keys[i].key, svc->keys[i].len))
+            have |= svc->keys[i].scopes;
+    if (have == 0)
+        return 401;
+    if (have & API_SCOPE_ADMIN)
+        have |= API_SCOPE_INFERENCE | API_SCOPE_METRICS;
+    return (have & scope) != 0 ? 0 : 403;
+}
+
+/* The allowed origin to echo, or NULL (CORS off or origin not listed). */
+static const char *cors_allowed(const api_service *svc, const char *origin)
+{
+    const char *p = svc->cors;
+    size_t olen;
+
+    if (p == NULL || origin == NULL)
+        return NULL;
+    olen = strlen(origin);
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        while (n > 0 && *p == ' ') {
+            p++;
+            n--;
+        }
+        if ((n == 1 && *p == '*') || (n == olen && memcmp(p, origin, n) == 0))
+            return origin;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return NULL;
+}
+
+static void add_cors(const api_service *svc, const api_request *rq, api_response *out)
+{
+    const char *o = cors_allowed(svc, rq->origin);
+
+    if (o != NULL) {
+        api_response_add_header(out, "Access-Control-Allow-Origin", o);
+        api_response_add_header(out, "Vary", "Origin");
+    }
+}
+
+int api_handle_request(api_service *svc, const api_request *rq, api_response *out,
+                       api_call **call)
 {
     const api__route *r;
     api__handler_fn fn = NULL;
     char msg[200], m[17], p[129];
-    int i;
+    int i, rc, st;
 
     memset(out, 0, sizeof(*out));
-    if (method == NULL || path == NULL)
+    *call = NULL;
+    if (rq->method == NULL || rq->path == NULL)
         return api_error_response(out, 400, "request has no method or path");
-    i = api__route_find(path, path_len_without_query(path));
+    i = api__route_find(rq->path, path_len_without_query(rq->path));
     if (i < 0) {
-        snprintf(msg, sizeof(msg), "no route for %s %s", printable(m, sizeof(m), method),
-                 printable(p, sizeof(p), path));
+        snprintf(msg, sizeof(msg), "no route for %s %s", printable(m, sizeof(m), rq->method),
+                 printable(p, sizeof(p), rq->path));
         return api_error_response(out, 404, msg);
     }
     r = &api__routes[i];
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-        fn = r->get;
-    else if (strcmp(method, "POST") == 0)
-        fn = r->post;
-    if (fn == NULL) {
-        int rc;
-        snprintf(msg, sizeof(msg), "method %s not allowed on %s (allowed: %s)",
-                 printable(m, sizeof(m), method), r->path, r->methods);
-        rc = api_error_response(out, 405, msg);
-        api_response_add_header(out, "Allow", r->methods);
+    if (strcmp(rq->method, "OPTIONS") == 0 && cors_allowed(svc, rq->origin) != NULL) {
+        /* CORS preflight: answered without a key (browsers send none). */
+        out->status = 204;
+        out->content_type = "text/plain";
+        api_response_add_header(out, "Access-Control-Allow-Methods", r->methods);
+        api_response_add_header(out, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, X-Api-Key, X-Request-Timeout");
+        api_response_add_header(out, "Access-Control-Max-Age", "600");
+        add_cors(svc, rq, out);
+        return 0;
+    }
+    if ((st = authorize(svc, rq, r->scope)) != 0) {
+        if (st == 401)
+            rc = api_error_response(out, 401, "missing or invalid API key (send "
+                                    "\"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\")");
+        else
+            snprintf(msg, sizeof(msg), "this API key may not use %s (needs the %s scope)",
+                     r->path, r->scope & API_SCOPE_ADMIN ? "admin" :
+                     r->scope & API_SCOPE_INFERENCE ? "inference" : "metrics"),
+            rc = api_error_response(out, 403, msg);
+        if (st == 401)
+            api_response_add_header(out, "WWW-Authenticate", "Bearer");
+        add_cors(svc, rq, out);
         return rc;
     }
-    return fn(svc, body, body_len, out);
+    if (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0)
+        fn = r->get;
+    else if (strcmp(rq->method, "POST") == 0)
+        fn = r->post;
+    if (strcmp(rq->method, "POST") == 0 && r->post_call != NULL) {
+        rc = r->post_call(svc, rq, out, call);
+    } else if (fn == NULL) {
+        snprintf(msg, sizeof(msg), "method %s not allowed on %s (allowed: %s)",
+                 printable(m, sizeof(m), rq->method), r->path, r->methods);
+        rc = api_error_response(out, 405, msg);
+        api_response_add_header(out, "Allow", r->methods);
+    } else {
+        rc = fn(svc, rq->body, rq->body_len, out);
+    }
+    add_cors(svc, rq, out);
+    return rc;
+}
+
+int api_handle(api_service *svc, const char *method, const char *path,
+               const char *body, size_t body_len, api_response *out)
+{
+    api_request rq;
+    api_call *call = NULL;
+    int rc;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.method = method;
+    rq.path = path;
+    rq.body = body;
+    rq.body_len = body_len;
+    rc = api_handle_request(svc, &rq, out, &call);
+    if (call != NULL) {
+        /* Without a transport to wait on, a call cannot be answered. */
+        api_call_release(call, false);
+        api_response_cleanup(out);
+        return api_error_response(out, 500, "this route answers asynchronously; use "
+                                  "api_handle_request");
+    }
+    return rc;
 }

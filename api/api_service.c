@@ -67,10 +67,110 @@ static int check_model_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* FNV-1a 64 of config.json and the safetensors headers' sizes and names:
+ * cheap, and it changes when the weights file set changes. */
+static void model_hash(const char *dir, char out[17])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *names[] = { "config.json", "model.safetensors", "model.safetensors.index.json" };
+    char path[4200];
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        FILE *f;
+        unsigned char buf[4096];
+        size_t n, total = 0;
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        if ((f = fopen(path, "rb")) == NULL)
+            continue;
+        /* config.json whole; the others' first 1 MiB (the safetensors
+         * header with every tensor's name, dtype, shape and offsets). */
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && total < ((size_t)1 << 20)) {
+            for (size_t k = 0; k < n; k++) {
+                h ^= buf[k];
+                h *= 0x100000001b3ull;
+            }
+            total += n;
+        }
+        fclose(f);
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* Reads "KEY [scope,scope]" lines ('#' comments, blank lines); scopes
+ * inference (the default), metrics, admin. */
+static int load_keys(api_service *svc, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int lineno = 0;
+
+    if (f == NULL) {
+        int rc = -errno;
+        kn_errf(err, errlen, "api_keys_file %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *k, *sc, *save = NULL;
+        unsigned scopes = 0;
+        api_key *nk;
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        k = strtok_r(line, " \t", &save);
+        if (k == NULL || k[0] == '#')
+            continue;
+        sc = strtok_r(NULL, " \t", &save);
+        if (sc == NULL)
+            scopes = API_SCOPE_INFERENCE;
+        for (char *t = sc != NULL ? strtok_r(sc, ",", &save) : NULL; t != NULL;
+             t = strtok_r(NULL, ",", &save)) {
+            if (strcmp(t, "inference") == 0)
+                scopes |= API_SCOPE_INFERENCE;
+            else if (strcmp(t, "metrics") == 0)
+                scopes |= API_SCOPE_METRICS;
+            else if (strcmp(t, "admin") == 0)
+                scopes |= API_SCOPE_ADMIN;
+            else {
+                kn_errf(err, errlen, "api_keys_file %s line %d: unknown scope \"%s\" "
+                        "(inference, metrics or admin)", path, lineno, t);
+                fclose(f);
+                return -EINVAL;
+            }
+        }
+        if ((nk = realloc(svc->keys, (svc->n_keys + 1) * sizeof(*nk))) == NULL) {
+            fclose(f);
+            return -ENOMEM;
+        }
+        svc->keys = nk;
+        if ((nk[svc->n_keys].key = strdup(k)) == NULL) {
+            fclose(f);
+            return -ENOMEM;
+        }
+        nk[svc->n_keys].len = strlen(k);
+        nk[svc->n_keys].scopes = scopes;
+        svc->n_keys++;
+    }
+    fclose(f);
+    if (svc->n_keys == 0) {
+        kn_errf(err, errlen, "api_keys_file %s: no key in it", path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const double ttft_bounds[] = { 0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25,
+                                      0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640,
+                                      2560 };
+static const double itl_bounds[] = { 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+                                     0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80 };
+static const double req_bounds[] = { 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40,
+                                      50, 60, 120, 240, 480, 960, 1920, 7680 };
+#define NB(a) (sizeof(a) / sizeof(a[0]))
+
 int api_service_new(api_service **out, const api_service_params *p, char *err, size_t errlen)
 {
     api_service *svc;
     struct timespec now;
+    const char *base;
     int rc;
 
     *out = NULL;
@@ -82,7 +182,37 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
         return -ENOMEM;
     }
     atomic_init(&svc->state, API_STATE_LOADING);
+    svc->p = *p;
     svc->version = p->version != NULL ? p->version : PACKAGE_VERSION;
+    snprintf(svc->model_dir, sizeof(svc->model_dir), "%s", p->model_path);
+    svc->p.model_path = svc->model_dir;
+    base = strrchr(svc->model_dir, '/');
+    base = base != NULL && base[1] != '\0' ? base + 1 : svc->model_dir;
+    snprintf(svc->model_name, sizeof(svc->model_name), "%.255s",
+             p->served_model_name != NULL && p->served_model_name[0] != '\0'
+             ? p->served_model_name : base);
+    svc->p.served_model_name = svc->model_name;
+    model_hash(svc->model_dir, svc->model_hash);
+    if (svc->p.request_timeout_ms <= 0)
+        svc->p.request_timeout_ms = 600000;
+    if (svc->p.max_n <= 0)
+        svc->p.max_n = 16;
+    svc->ttft = (api_hist){ .bounds = ttft_bounds, .n = NB(ttft_bounds) };
+    svc->itl = (api_hist){ .bounds = itl_bounds, .n = NB(itl_bounds) };
+    svc->e2e = (api_hist){ .bounds = req_bounds, .n = NB(req_bounds) };
+    svc->queue_time = (api_hist){ .bounds = req_bounds, .n = NB(req_bounds) };
+    if (p->cors_origins != NULL && p->cors_origins[0] != '\0' &&
+        (svc->cors = strdup(p->cors_origins)) == NULL) {
+        api_service_free(svc);
+        return -ENOMEM;
+    }
+    svc->p.cors_origins = NULL;
+    if (p->api_keys_file != NULL && p->api_keys_file[0] != '\0' &&
+        (rc = load_keys(svc, p->api_keys_file, err, errlen)) < 0) {
+        api_service_free(svc);
+        return rc;
+    }
+    svc->p.api_keys_file = NULL;
     clock_gettime(CLOCK_MONOTONIC, &svc->started);
     clock_gettime(CLOCK_REALTIME, &now);
     svc->started_unix = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
@@ -90,8 +220,67 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
     return 0;
 }
 
+int api_service_start(api_service *svc, char *err, size_t errlen)
+{
+    eng_engine_params ep;
+
+    eng_engine_params_default(&ep);
+    ep.model_dir = svc->model_dir;
+    ep.model.n_threads = svc->p.threads;
+    if (svc->p.max_queued_requests > 0)
+        ep.max_queued_requests = svc->p.max_queued_requests;
+    if (svc->p.max_queued_tokens > 0)
+        ep.max_queued_tokens = svc->p.max_queued_tokens;
+    if (svc->p.max_running > 0)
+        ep.max_running = svc->p.max_running;
+    return eng_engine_start(&svc->eng, &ep, err, errlen);
+}
+
+int api_service_poll(api_service *svc, char *err, size_t errlen)
+{
+    eng_engine_state st;
+
+    if (svc->eng == NULL || api_service_state(svc) != API_STATE_LOADING)
+        return 0;
+    st = eng_engine_get_state(svc->eng, err, errlen);
+    if (st == ENG_ENGINE_FAILED)
+        return -EIO;
+    if (st != ENG_ENGINE_READY)
+        return 0;
+    api_service_set_state(svc, API_STATE_READY);
+    return 1;
+}
+
+bool api_service_alive(const api_service *svc, uint64_t max_age_ms)
+{
+    struct timespec t;
+    uint64_t now, hb;
+
+    if (svc->eng == NULL)
+        return true;
+    if (eng_engine_get_state(svc->eng, NULL, 0) == ENG_ENGINE_LOADING)
+        return true;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    now = (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+    hb = eng_engine_heartbeat_ms(svc->eng);
+    return now < hb || now - hb <= max_age_ms;
+}
+
+void api_service_stop_engine(api_service *svc)
+{
+    if (svc != NULL && svc->eng != NULL)
+        eng_engine_stop(svc->eng);
+}
+
 void api_service_free(api_service *svc)
 {
+    if (svc == NULL)
+        return;
+    eng_engine_free(svc->eng);
+    for (size_t i = 0; i < svc->n_keys; i++)
+        free(svc->keys[i].key);
+    free(svc->keys);
+    free(svc->cors);
     free(svc);
 }
 

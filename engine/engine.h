@@ -262,6 +262,131 @@ int eng_generate(eng_model *m, const eng_tokenizer *tok, const int32_t *prompt,
  * (Pure helper, exposed for tests and the server's stream filter.) */
 long eng_stop_find(const char *text, size_t len, const char *const *stop, size_t n_stop);
 
+/* ---- scheduler: the engine thread (engine/queue.c; issue 6) -----------
+ * eng_engine owns one model and its tokenizer and runs them on exactly one
+ * thread (the engine thread), which loads them at start and then runs a
+ * continuous-batching loop: every step is one eng_forward over the
+ * sequences that decode one token plus the prompts admitted since the last
+ * step.  Other threads hand work over with eng_submit (a bounded queue) and
+ * hear back through the request's callbacks, which run on the engine
+ * thread.  The DESIGN comment at the top of engine/queue.c is the
+ * contract; each function says its thread. */
+
+typedef struct eng_engine  eng_engine;    /* opaque; engine/queue.c */
+typedef struct eng_request eng_request;   /* opaque; engine/queue.c */
+
+typedef struct eng_engine_params {
+    const char    *model_dir;          /* copied */
+    eng_model_opts model;              /* threads, kernels */
+    size_t max_queued_requests;        /* waiting requests; 0 = 64 */
+    size_t max_queued_tokens;          /* prompt tokens waiting; 0 = 1 << 20 */
+    size_t max_running;                /* sequences per step; 0 = 16 */
+    size_t max_step_tokens;            /* prompt tokens prefilled per step; 0 = 2048 */
+} eng_engine_params;
+
+void eng_engine_params_default(eng_engine_params *p);
+
+typedef enum eng_engine_state {
+    ENG_ENGINE_LOADING = 0, ENG_ENGINE_READY, ENG_ENGINE_FAILED, ENG_ENGINE_STOPPED
+} eng_engine_state;
+
+/* Starts the engine thread, which loads p->model_dir (model and
+ * tokenizer).  Returns 0 (the thread runs; watch eng_engine_get_state) or
+ * -ENOMEM/-EAGAIN.  Free with eng_engine_free.  Thread: main. */
+int  eng_engine_start(eng_engine **out, const eng_engine_params *p, char *err, size_t errlen);
+
+/* Refuses new submissions, cancels every queued and running request
+ * (each completes with -ECANCELED) and joins the thread; the tokenizer
+ * stays usable.  Accepts NULL; idempotent.  Thread: main. */
+void eng_engine_stop(eng_engine *e);
+/* Stops (if not yet) and frees model, tokenizer and e.  Accepts NULL.
+ * Thread: main, after every user of the tokenizer has finished. */
+void eng_engine_free(eng_engine *e);
+
+/* State (atomic); err receives the load error when FAILED.  Thread: any. */
+eng_engine_state eng_engine_get_state(const eng_engine *e, char *err, size_t errlen);
+
+/* Read-only views, valid from READY until eng_engine_stop: the tokenizer
+ * may be used from any thread; the model only for eng_model_get_config
+ * and the linear names.  NULL before READY.  Thread: any. */
+const eng_tokenizer *eng_engine_tokenizer(const eng_engine *e);
+const eng_model     *eng_engine_model(const eng_engine *e);
+
+/* CLOCK_MONOTONIC milliseconds of the engine thread's last sign of life
+ * (after each step, and at least every 100 ms while idle or loading).
+ * Thread: any. */
+uint64_t eng_engine_heartbeat_ms(const eng_engine *e);
+
+/* Counters and gauges for /metrics (atomics, read one by one).  Thread: any. */
+typedef struct eng_engine_stats {
+    uint64_t queued, queued_tokens, running;   /* gauges */
+    uint64_t kv_used, kv_capacity;             /* cached positions, allocated positions */
+    uint64_t steps, prompt_tokens, generated_tokens, rejected_full, cancelled, expired;
+    uint64_t epoch;                            /* bumped by eng_engine_set_fp8_mode */
+} eng_engine_stats;
+void eng_engine_get_stats(const eng_engine *e, eng_engine_stats *st);
+
+/* One sampled or prompt token as the callbacks see it.  text is the part
+ * of the completion that became final with this token (UTF-8 complete,
+ * never inside a possible stop string; may be empty); borrowed for the
+ * call.  logprob is log softmax of the raw logits (no temperature) at id;
+ * top ids/logprobs are the n_top best, descending. */
+typedef struct eng_token_info {
+    int32_t        id;
+    const char    *text;
+    size_t         len;
+    float          logprob;
+    size_t         n_top;
+    const int32_t *top_ids;
+    const float   *top_logprobs;
+} eng_token_info;
+
+/* Callbacks, all on the engine thread: quick, never blocking, never
+ * calling into the engine.  on_prompt (optional) runs once per prompt
+ * token 1..n-1 when prompt_logprobs is set (pos = its index); on_token for
+ * each generated token; on_done exactly once after a successful
+ * eng_submit with rc 0 (and why), -ECANCELED (eng_request_cancel or
+ * engine stop), -ETIMEDOUT (deadline), ENG_E_CONTEXT or -ENOMEM.  After
+ * on_done the engine never touches the request again. */
+typedef struct eng_request_cbs {
+    void (*on_prompt)(void *ud, size_t pos, const eng_token_info *t);
+    void (*on_token)(void *ud, const eng_token_info *t);
+    void (*on_done)(void *ud, int rc, eng_stop_reason why);
+    void  *ud;
+} eng_request_cbs;
+
+typedef struct eng_req_params {
+    eng_sample_params sample;
+    int          max_tokens;          /* > 0; capped by the model's context */
+    const char  *const *stop;         /* copied */
+    size_t       n_stop;
+    bool         ignore_eos;
+    int          top_logprobs;        /* alternatives per token, 0..20 */
+    bool         prompt_logprobs;     /* call on_prompt for the prompt tokens */
+    uint64_t     deadline_ms;         /* CLOCK_MONOTONIC ms; 0 = none */
+} eng_req_params;
+
+void eng_req_params_default(eng_req_params *p);   /* greedy, 16 tokens */
+
+/* Copies prompt (used verbatim: no BOS is added) and p.  NULL when out of
+ * memory, n_prompt is 0 or p is invalid.  Thread: any. */
+eng_request *eng_request_new(const int32_t *prompt, size_t n_prompt, const eng_req_params *p,
+                             const eng_request_cbs *cbs);
+/* Accepts NULL.  Only by the owner (never between a successful submit
+ * and on_done).  Thread: any. */
+void eng_request_free(eng_request *r);
+
+/* Queues r.  On 0 the engine owns r until on_done.  On error nothing ran
+ * and the caller still owns r: -EAGAIN queue full (requests or prompt
+ * tokens), -ESHUTDOWN engine not ready or stopping, ENG_E_CONTEXT the
+ * prompt leaves no room in the model's context.  Never blocks.
+ * Thread: any. */
+int  eng_submit(eng_engine *e, eng_request *r);
+
+/* Sets r's cancel flag (atomic); the engine finishes it with -ECANCELED
+ * at its next step.  Safe until on_done has returned.  Thread: any. */
+void eng_request_cancel(eng_request *r);
+
 /* ---- FP8 (issue 5; engine/fp8_*.c) ------------------------------------
  * A model runs in one mode at a time, switched between eng_forward calls
  * (so a batch never mixes modes):

@@ -58,8 +58,25 @@ static int serve(srv_config *cfg, const char *path, int argc, char **argv)
     api_service_params_default(&p);
     p.model_path = cfg->model;
     p.threads = (int)cfg->threads;
+    p.served_model_name = cfg->served_model_name;
+    p.max_queued_requests = (size_t)cfg->max_queued_requests;
+    p.max_queued_tokens = (size_t)cfg->max_queued_tokens;
+    p.max_running = (size_t)cfg->max_batch;
+    p.request_timeout_ms = cfg->request_timeout_ms;
+    p.max_tokens_limit = (int)cfg->max_tokens_limit;
+    p.max_n = (int)cfg->max_n;
+    p.max_prompt_tokens = (size_t)cfg->max_prompt_tokens;
+    p.api_keys_file = cfg->api_keys_file;
+    p.cors_origins = cfg->cors_origins;
     if ((rc = api_service_new(&svc, &p, err, sizeof(err))) < 0)
         return fail_start(rc, err);
+    /* The engine thread loads the model while we start listening: probes
+     * answer 503 "loading" until the loop sees it ready and sends READY=1. */
+    srv_notify_status("loading model %s", cfg->model);
+    if ((rc = api_service_start(svc, err, sizeof(err))) < 0) {
+        api_service_free(svc);
+        return fail_start(rc, err);
+    }
     if ((n_fds = srv_listen_fds(err, sizeof(err))) < 0) {
         api_service_free(svc);
         return fail_start(n_fds, err);
@@ -67,11 +84,6 @@ static int serve(srv_config *cfg, const char *path, int argc, char **argv)
     if (n_fds > 1)
         SRV_LOG(KN_LOG_WARN, "socket activation passed %d sockets; serving on the first",
                 n_fds);
-    /* The model is only checked, not loaded yet, so the service is ready
-     * before the first connection is accepted (under socket activation
-     * that connection is already waiting).  The model loader will move
-     * this state itself once it exists. */
-    api_service_set_state(svc, API_STATE_READY);
     if ((rc = srv_http_start(&http, svc, cfg, n_fds > 0 ? 3 : -1, err, sizeof(err))) < 0) {
         api_service_free(svc);
         return fail_start(rc, err);
@@ -81,11 +93,12 @@ static int serve(srv_config *cfg, const char *path, int argc, char **argv)
                 srv_http_port(http));
     else
         SRV_LOG(KN_LOG_INFO, "listening on http://%s:%d", cfg->host, srv_http_port(http));
-    srv_notify("READY=1");
-    srv_notify_status("ready: serving on port %d", srv_http_port(http));
 
     srv_loop_ctx ctx = { .cfg = cfg, .argc = argc, .argv = argv, .svc = svc, .http = http };
     code = srv_loop_run(&ctx);
+    /* Engine first: every request waiting on it completes and wakes its
+     * connection, so none is left suspended when MHD stops. */
+    api_service_stop_engine(svc);
     srv_http_stop(http);
     api_service_free(svc);
     SRV_LOG(KN_LOG_INFO, "stopped (exit status %d)", code);

@@ -38,6 +38,17 @@ typedef struct srv_config {
     int64_t log_format;         /* enum srv_log_format */
     int64_t shutdown_timeout;   /* seconds SIGTERM waits for in-flight requests */
     int64_t max_body_bytes;     /* larger request bodies get 413 */
+    /* serving (issue 6) */
+    char    served_model_name[256]; /* "" = the model directory's name */
+    int64_t max_queued_requests;  /* waiting requests before 429 */
+    int64_t max_queued_tokens;    /* waiting prompt tokens before 429 */
+    int64_t max_batch;            /* sequences decoded together per step */
+    int64_t request_timeout_ms;   /* default per-request deadline */
+    int64_t max_tokens_limit;     /* largest max_tokens accepted, 0 = context */
+    int64_t max_n;                /* largest n */
+    int64_t max_prompt_tokens;    /* longest prompt, 0 = context - 1 */
+    char    api_keys_file[4096];  /* "" = no keys (open) */
+    char    cors_origins[1024];   /* "" = CORS off */
 } srv_config;
 
 /* What the command line asked for besides configuration. */
@@ -151,6 +162,10 @@ void srv_http_quiesce(srv_http *h);
 /* Stops MHD, closing every connection, and frees h.  Accepts NULL.
  * Thread: main. */
 void srv_http_stop(srv_http *h);
+
+/* Connections suspended while their request waits on the engine.
+ * Thread: any. */
+int srv_http_suspended(const srv_http *h);
 
 /* ---- main loop (srv_loop.c) -------------------------------------------- */
 

@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct srv_http {
     api_service       *svc;
     _Atomic int64_t    max_body;
     _Atomic uint64_t   next_id;
+    _Atomic int        n_suspended; /* connections suspended and not yet resumed */
     int                listen_fd;   /* ours until MHD_quiesce_daemon hands it back */
     int                port;
     bool               quiesced;
@@ -56,6 +58,12 @@ typedef struct conn_ctx {
     size_t          body_len, body_cap;
     bool            too_large;
     int             status;         /* 0 until a response is queued */
+    /* A request answered later (api_call): the engine thread wakes us. */
+    srv_http              *h;
+    struct MHD_Connection *conn;
+    api_call              *call;
+    pthread_mutex_t        mu;      /* guards suspended and woken */
+    bool                   suspended, woken;
 } conn_ctx;
 
 static double ms_since(const struct timespec *t0)
@@ -112,6 +120,8 @@ static conn_ctx *conn_begin(srv_http *h, const char *url, const char *method)
 
     if (ctx == NULL)
         return NULL;
+    ctx->h = h;
+    pthread_mutex_init(&ctx->mu, NULL);
     ctx->id = atomic_fetch_add(&h->next_id, 1);
     clock_gettime(CLOCK_MONOTONIC, &ctx->start);
     snprintf(ctx->method, sizeof(ctx->method), "%s", method);
@@ -161,6 +171,109 @@ static void body_append(conn_ctx *ctx, const char *data, size_t n, int64_t limit
     ctx->body[ctx->body_len] = '\0';
 }
 
+/* Suspend/resume handshake.  wake may run (engine thread) before the
+ * transport thread gets to suspend: it then only sets woken, and the
+ * transport polls again instead of suspending.  Lock order: the call's
+ * lock (held by the api around wake), then ctx->mu, then MHD's own. */
+static void on_wake(void *ud)
+{
+    conn_ctx *ctx = ud;
+
+    pthread_mutex_lock(&ctx->mu);
+    ctx->woken = true;
+    if (ctx->suspended) {
+        ctx->suspended = false;
+        atomic_fetch_sub(&ctx->h->n_suspended, 1);
+        MHD_resume_connection(ctx->conn);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+static void clear_woken(conn_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->mu);
+    ctx->woken = false;
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Suspends unless a wake came since clear_woken; true when suspended. */
+static bool suspend_unless_woken(conn_ctx *ctx)
+{
+    bool s = false;
+
+    pthread_mutex_lock(&ctx->mu);
+    if (!ctx->woken) {
+        MHD_suspend_connection(ctx->conn);
+        ctx->suspended = true;
+        atomic_fetch_add(&ctx->h->n_suspended, 1);
+        s = true;
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return s;
+}
+
+/* MHD content reader of a streamed (SSE) answer. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    conn_ctx *ctx = cls;
+
+    for (int tries = 0; tries < 1000; tries++) {
+        ssize_t n;
+        clear_woken(ctx);
+        n = api_call_read(ctx->call, buf, max);
+        if (n > 0)
+            return n;
+        if (n < 0)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (suspend_unless_woken(ctx))
+            return 0;       /* MHD calls again after the resume */
+    }
+    return 0;
+}
+
+static enum MHD_Result queue_stream(struct MHD_Connection *c, conn_ctx *ctx, api_response *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ok;
+    char id[24];
+
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, ctx, NULL);
+    if (resp == NULL) {
+        api_response_cleanup(r);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)ctx->id);
+    MHD_add_response_header(resp, "X-Request-Id", id);
+    for (size_t i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    ok = MHD_queue_response(c, (unsigned int)r->status, resp);
+    MHD_destroy_response(resp);
+    if (ok == MHD_YES)
+        ctx->status = r->status;
+    api_response_cleanup(r);
+    return ok;
+}
+
+/* Polls the call: answers, starts the stream, or suspends until woken. */
+static enum MHD_Result drive(struct MHD_Connection *c, conn_ctx *ctx)
+{
+    api_response r;
+
+    for (int tries = 0; tries < 1000; tries++) {
+        int st;
+        clear_woken(ctx);
+        st = api_call_poll(ctx->call, &r);
+        if (st == API_CALL_RESPONSE)
+            return queue(c, ctx, &r);
+        if (st == API_CALL_STREAM)
+            return queue_stream(c, ctx, &r);
+        if (suspend_unless_woken(ctx))
+            return MHD_YES;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -189,9 +302,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (ctx->status != 0)
         return MHD_YES;
+    if (ctx->call != NULL)
+        return drive(c, ctx);           /* resumed */
     if (ctx->too_large)
         return queue_413(c, ctx, limit, "received");
-    api_handle(h->svc, method, url, ctx->body, ctx->body_len, &r);
+    {
+        api_request rq;
+        memset(&rq, 0, sizeof(rq));
+        rq.method = method;
+        rq.path = url;
+        rq.body = ctx->body;
+        rq.body_len = ctx->body_len;
+        rq.authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        rq.api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
+        rq.origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+        rq.timeout = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Timeout");
+        rq.wake = on_wake;
+        rq.wake_ud = ctx;
+        ctx->conn = c;
+        api_handle_request(h->svc, &rq, &r, &ctx->call);
+    }
+    if (ctx->call != NULL)
+        return drive(c, ctx);
     return queue(c, ctx, &r);
 }
 
@@ -210,6 +342,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                 ms_since(&ctx->start),
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " terminated=early");
     api_metrics_request_end(h->svc, ctx->path, status);
+    /* After release the api never calls on_wake for this ctx again; a
+     * connection closed early cancels the generation. */
+    if (ctx->call != NULL)
+        api_call_release(ctx->call, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    pthread_mutex_destroy(&ctx->mu);
     free(ctx->body);
     free(ctx);
     *req_cls = NULL;
@@ -335,6 +472,11 @@ int srv_http_port(const srv_http *h)
     return h->port;
 }
 
+int srv_http_suspended(const srv_http *h)
+{
+    return atomic_load(&((srv_http *)h)->n_suspended);
+}
+
 void srv_http_set_max_body(srv_http *h, int64_t max_body_bytes)
 {
     atomic_store(&h->max_body, max_body_bytes);
@@ -359,6 +501,16 @@ void srv_http_stop(srv_http *h)
 {
     if (h == NULL)
         return;
+    /* MHD refuses to stop with a suspended connection; the engine has been
+     * stopped first, so every waiting call has finished and woken its
+     * connection.  Bounded wait for the last resumes. */
+    for (int i = 0; i < 300 && atomic_load(&h->n_suspended) > 0; i++) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&h->n_suspended) > 0)
+        SRV_LOG(KN_LOG_ERR, "%d connection(s) still suspended at stop",
+                atomic_load(&h->n_suspended));
     MHD_stop_daemon(h->d);
     free(h);
 }

@@ -21,7 +21,8 @@
 typedef struct loop_state {
     uv_loop_t     loop;
     uv_signal_t   sig_term, sig_int, sig_hup;
-    uv_timer_t    watchdog, drain;
+    uv_timer_t    watchdog, drain, load;
+    uint64_t      watchdog_ms;
     srv_loop_ctx *ctx;
     bool          draining;
     uint64_t      drain_deadline_ms;    /* uv_now() value */
@@ -118,11 +119,41 @@ static void on_hup(uv_signal_t *s, int signum)
     srv_notify_status("ready: serving on port %d", srv_http_port(ls->ctx->http));
 }
 
+/* Pings only while the engine thread shows life (style.md section 7): a
+ * wedged engine stops the pings and systemd restarts the service. */
 static void on_watchdog(uv_timer_t *t)
 {
-    /* TODO(engine): gate this on the engine thread's heartbeat once the
-     * engine exists (style.md section 7), so a wedged engine stops the pings. */
-    srv_notify("WATCHDOG=1");
+    loop_state *ls = t->data;
+    uint64_t max_age = ls->watchdog_ms * 2 > 1000 ? ls->watchdog_ms * 2 : 1000;
+
+    if (api_service_alive(ls->ctx->svc, max_age))
+        srv_notify("WATCHDOG=1");
+    else
+        SRV_LOG(KN_LOG_ERR, "engine heartbeat older than %llu ms: withholding WATCHDOG=1",
+                (unsigned long long)max_age);
+}
+
+/* Watches the engine's model load: READY=1 once loaded, exit 1 if it failed. */
+static void on_load_tick(uv_timer_t *t)
+{
+    loop_state *ls = t->data;
+    char err[1024] = "";
+    int rc = api_service_poll(ls->ctx->svc, err, sizeof(err));
+
+    if (rc == 0)
+        return;
+    uv_timer_stop(&ls->load);
+    if (rc < 0) {
+        SRV_LOG(KN_LOG_ERR, "model load failed: %s", err);
+        srv_notify_status("failed: %s", err);
+        stop_loop(ls, 1);
+        return;
+    }
+    if (ls->draining)
+        return;
+    SRV_LOG(KN_LOG_INFO, "model loaded: ready");
+    srv_notify("READY=1");
+    srv_notify_status("ready: serving on port %d", srv_http_port(ls->ctx->http));
 }
 
 static int start_handles(loop_state *ls)
@@ -131,12 +162,15 @@ static int start_handles(loop_state *ls)
     int rc;
 
     ls->sig_term.data = ls->sig_int.data = ls->sig_hup.data = ls;
-    ls->watchdog.data = ls->drain.data = ls;
+    ls->watchdog.data = ls->drain.data = ls->load.data = ls;
     if ((rc = uv_signal_init(&ls->loop, &ls->sig_term)) < 0 ||
         (rc = uv_signal_init(&ls->loop, &ls->sig_int)) < 0 ||
         (rc = uv_signal_init(&ls->loop, &ls->sig_hup)) < 0 ||
         (rc = uv_timer_init(&ls->loop, &ls->watchdog)) < 0 ||
-        (rc = uv_timer_init(&ls->loop, &ls->drain)) < 0)
+        (rc = uv_timer_init(&ls->loop, &ls->drain)) < 0 ||
+        (rc = uv_timer_init(&ls->loop, &ls->load)) < 0)
+        return rc;
+    if ((rc = uv_timer_start(&ls->load, on_load_tick, 0, 20)) < 0)
         return rc;
     if ((rc = uv_signal_start(&ls->sig_term, on_stop_signal, SIGTERM)) < 0 ||
         (rc = uv_signal_start(&ls->sig_int, on_stop_signal, SIGINT)) < 0 ||
@@ -149,6 +183,7 @@ static int start_handles(loop_state *ls)
     if (wd > 0) {
         /* systemd wants a ping at least every WATCHDOG_USEC; half leaves slack. */
         uint64_t ms = wd / 2000 > 0 ? wd / 2000 : 1;
+        ls->watchdog_ms = ms;
         SRV_LOG(KN_LOG_INFO, "watchdog: pinging systemd every %llu ms", (unsigned long long)ms);
         if ((rc = uv_timer_start(&ls->watchdog, on_watchdog, 0, ms)) < 0)
             return rc;

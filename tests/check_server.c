@@ -572,10 +572,17 @@ START_TEST(test_daemon_notify_sequence)
         fprintf(stderr, "SKIP: FP8D_TOP_BUILDDIR not set (run through make check)\n");
         return;
     }
+    const char *top = getenv("FP8D_TOP_SRCDIR");
+    if (top == NULL) {
+        fprintf(stderr, "SKIP: FP8D_TOP_SRCDIR not set (run through make check)\n");
+        return;
+    }
+    (void)model;
     snprintf(exe, sizeof(exe), "%s/server/fp8d", build);
-    make_model_dir(model);
-    snprintf(confjson, sizeof(confjson), "{\"port\": 0, \"model\": \"%s\", "
-             "\"log_level\": \"warn\"}", model);
+    /* The daemon loads the model now: the bundled one loads in ms. */
+    snprintf(confjson, sizeof(confjson), "{\"port\": 0, \"model\": "
+             "\"%s/examples/models/shakespeare-tiny-bf16\", \"threads\": 1, "
+             "\"log_level\": \"warn\"}", top);
     write_file(conf, confjson);
     fd = bind_dgram(sock, false);
     pid = fork();
@@ -592,6 +599,7 @@ START_TEST(test_daemon_notify_sequence)
         _exit(127);
     }
     expect_prefix(next_non_watchdog(fd, &n_wd), "STATUS=starting");
+    expect_prefix(next_non_watchdog(fd, &n_wd), "STATUS=loading model ");
     ck_assert_str_eq(next_non_watchdog(fd, &n_wd), "READY=1");
     expect_prefix(next_non_watchdog(fd, &n_wd), "STATUS=ready: serving on port ");
     /* At least two pings in ~300 ms at a 100 ms period. */

@@ -34,10 +34,8 @@ skip() { echo "SKIP: $*"; echo "0 passed, 0 failed"; exit 77; }
 command -v curl >/dev/null 2>&1 || skip "curl not found"
 [ -x "$FP8D" ] || { echo "server/fp8d not built at $FP8D"; echo "0 passed, 1 failed"; exit 1; }
 
-# A minimal model directory (the daemon only checks config.json for now).
-model=$work/model
-mkdir -p "$model"
-echo '{"model_type": "llama"}' > "$model/config.json"
+# The bundled model: the daemon loads it at start (thousands of tokens/s).
+model=$top_src/examples/models/shakespeare-tiny-bf16
 
 # wait_for FILE PATTERN [TENTHS]: wait until FILE contains PATTERN (default 10 s).
 wait_for() {

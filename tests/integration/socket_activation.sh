@@ -18,8 +18,15 @@ while [ $tries -lt 5 ]; do
 done
 check "systemd-socket-activate listening" grep -q "Listening on 127.0.0.1:$port" "$work/log"
 
-# The first connection makes it exec fp8d with the socket as fd 3.
+# The first connection makes it exec fp8d with the socket as fd 3; it
+# answers 503 while the model loads, then 200 (bounded: 5 s).
+n=50
 r=$(http GET /health)
+while [ "$n" -gt 0 ] && [ "$r" != '200 {"status":"ok"}' ]; do
+    sleep 0.1
+    n=$((n - 1))
+    r=$(http GET /health)
+done
 check "GET /health through the passed socket" [ "$r" = '200 {"status":"ok"}' ]
 check "fp8d used fd 3, not --port 1" \
     grep -q "listening on socket-activated fd 3 (port $port)" "$work/log"
