@@ -2,8 +2,11 @@
 # integration scripts that start the real server/fp8d on 127.0.0.1 with an
 # ephemeral port and talk to it with curl.
 if HAVE_CHECK
-check_PROGRAMS += tests/check_api tests/check_server
-TESTS          += tests/check_api tests/check_server
+check_PROGRAMS += tests/check_api tests/check_server tests/check_sched
+TESTS          += tests/check_api tests/check_server tests/check_sched
+tests_check_sched_SOURCES  = tests/check_sched.c
+tests_check_sched_CFLAGS   = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_sched_LDADD    = $(ENG_LIBS) $(DEP_LIBS) $(CHECK_LIBS)
 tests_check_api_SOURCES    = tests/check_api.c
 tests_check_api_CFLAGS     = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
 tests_check_api_LDADD      = $(API_LIBS) $(DEP_LIBS) $(CHECK_LIBS)
