@@ -67,7 +67,7 @@ struct api_call {
     size_t          n_choices, n_submitted, n_done;
     api__buf        out;           /* SSE bytes not yet read */
     size_t          out_off;
-    double          t_start;
+    double          t_start, t_wake;
 };
 
 api_call *api__call_new(api_service *svc, size_t n_prompts, size_t n_choices);

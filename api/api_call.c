@@ -115,8 +115,13 @@ static void on_token(void *ud, const eng_token_info *t)
     if (api__buf_add(&ch->text, t->text, t->len) < 0 ||
         (c->logprobs >= 0 && tok_add(ch, t, false) < 0))
         ch->oom = true;
-    if (c->stream)
+    /* Streams wake on every token.  A plain request is woken at most every
+     * 100 ms as well, so the transport can notice a client that hung up
+     * (libmicrohttpd does not watch a suspended connection's socket). */
+    if (c->stream || now - c->t_wake >= 0.1) {
+        c->t_wake = now;
         wake(c);
+    }
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -255,7 +255,18 @@ static enum MHD_Result queue_stream(struct MHD_Connection *c, conn_ctx *ctx, api
     return ok;
 }
 
-/* Polls the call: answers, starts the stream, or suspends until woken. */
+/* True when the client closed its end (EOF on a non-blocking peek). */
+static bool peer_closed(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char b;
+
+    return ci != NULL && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Polls the call: answers, starts the stream, or suspends until woken.
+ * A client found gone while waiting has its generation cancelled. */
 static enum MHD_Result drive(struct MHD_Connection *c, conn_ctx *ctx)
 {
     api_response r;
@@ -268,6 +279,11 @@ static enum MHD_Result drive(struct MHD_Connection *c, conn_ctx *ctx)
             return queue(c, ctx, &r);
         if (st == API_CALL_STREAM)
             return queue_stream(c, ctx, &r);
+        if (peer_closed(c)) {
+            api_call_release(ctx->call, false);
+            ctx->call = NULL;
+            return MHD_NO;
+        }
         if (suspend_unless_woken(ctx))
             return MHD_YES;
     }
