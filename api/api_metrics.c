@@ -125,9 +125,9 @@ static void serving_metrics(textbuf *tb, api_service *svc)
 #define COUNTER(n, h, v) \
     do { family(tb, n, "counter", h); \
          tb_printf(tb, n "{model_name=\"%s\"} %llu\n", m, (unsigned long long)(v)); } while (0)
-    GAUGE("fp8d:num_requests_running", "Sequences in the engine's running batch.", "%llu",
+    GAUGE("fp8d:num_requests_running", "Sequences in the running batch of the engine.", "%llu",
           (unsigned long long)st.running);
-    GAUGE("fp8d:num_requests_waiting", "Sequences waiting in the engine's queue.", "%llu",
+    GAUGE("fp8d:num_requests_waiting", "Sequences waiting in the queue of the engine.", "%llu",
           (unsigned long long)st.queued);
     GAUGE("fp8d:num_prompt_tokens_waiting", "Prompt tokens waiting in the queue.", "%llu",
           (unsigned long long)st.queued_tokens);
