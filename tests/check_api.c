@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <regex.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +363,7 @@ static void check_exposition(const char *text)
 {
     regex_t sample, help, type;
     char line[512], fam[128][96];
+    bool histo[128];
     size_t n_fam = 0;
     const char *p = text;
 
@@ -370,7 +372,7 @@ static void check_exposition(const char *text)
                              "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? "
                              "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?)$", REG_EXTENDED), 0);
     ck_assert_int_eq(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$", REG_EXTENDED), 0);
-    ck_assert_int_eq(regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$",
+    ck_assert_int_eq(regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$",
                              REG_EXTENDED), 0);
     ck_assert_msg(text[strlen(text) - 1] == '\n', "exposition must end with a newline");
     while (*p != '\0') {
@@ -385,6 +387,7 @@ static void check_exposition(const char *text)
         } else if (strncmp(line, "# TYPE ", 7) == 0) {
             ck_assert_msg(regexec(&type, line, 3, m, 0) == 0, "bad TYPE: %s", line);
             ck_assert_uint_lt(n_fam, 128);
+            histo[n_fam] = strncmp(line + m[2].rm_so, "histogram", 9) == 0;
             snprintf(fam[n_fam++], sizeof(fam[0]), "%.*s", (int)(m[1].rm_eo - m[1].rm_so),
                      line + m[1].rm_so);
             if (strncmp(line + m[2].rm_so, "counter", 7) == 0)
@@ -393,10 +396,16 @@ static void check_exposition(const char *text)
         } else {
             int known = 0;
             ck_assert_msg(regexec(&sample, line, 2, m, 0) == 0, "bad sample: '%s'", line);
-            for (size_t i = 0; i < n_fam; i++)
-                if ((size_t)(m[1].rm_eo - m[1].rm_so) == strlen(fam[i]) &&
-                    strncmp(line, fam[i], strlen(fam[i])) == 0)
+            for (size_t i = 0; i < n_fam; i++) {
+                size_t nl = (size_t)(m[1].rm_eo - m[1].rm_so), fl = strlen(fam[i]);
+                if (strncmp(line, fam[i], fl) != 0)
+                    continue;
+                /* A histogram's samples: NAME_bucket{le=...}, NAME_sum, NAME_count. */
+                if (nl == fl || (histo[i] && ((nl == fl + 7 && !strncmp(line + fl, "_bucket", 7)) ||
+                                              (nl == fl + 4 && !strncmp(line + fl, "_sum", 4)) ||
+                                              (nl == fl + 6 && !strncmp(line + fl, "_count", 6)))))
                     known = 1;
+            }
             ck_assert_msg(known, "sample before its # TYPE: %s", line);
         }
     }
