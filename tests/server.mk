@@ -22,3 +22,9 @@ SRV_IT = tests/integration/http.sh tests/integration/config.sh \
          tests/integration/limits.sh tests/integration/auth.sh
 TESTS      += $(SRV_IT)
 EXTRA_DIST += $(SRV_IT) tests/integration/lib.sh
+
+# The official OpenAI Node SDK against the daemon (npm installs the
+# "openai" package into the build tree on first run; skipped without
+# node/npm or registry access).
+TESTS      += tests/openai/sdk.sh
+EXTRA_DIST += tests/openai/sdk.sh tests/openai/sdk.mjs

@@ -1,0 +1,34 @@
+#!/bin/sh
+# sdk.sh: runs tests/openai/sdk.mjs (the official OpenAI Node SDK) against a
+# real daemon.  The SDK is installed with npm into the build tree the first
+# time (tests/openai/node_modules); without node/npm or the registry the
+# test is skipped, saying why.
+. "$(dirname "$0")/../integration/lib.sh"
+
+command -v node >/dev/null 2>&1 || skip "node not found (apt-get install nodejs npm)"
+command -v npm >/dev/null 2>&1 || skip "npm not found (apt-get install npm)"
+sdk=$top_build/tests/openai
+mkdir -p "$sdk"
+if [ ! -f "$sdk/node_modules/openai/package.json" ]; then
+    (cd "$sdk" && [ -f package.json ] || echo '{"private": true}' > package.json
+     cd "$sdk" && timeout 300 npm install --no-audit --no-fund --silent openai >/dev/null 2>&1) ||
+        skip "npm install openai failed (no registry access?)"
+fi
+cp "$top_src/tests/openai/sdk.mjs" "$sdk/sdk.mjs"
+
+check "daemon starts" start_daemon "$work/log" --threads 1
+[ -n "$port" ] || { cat "$work/log"; finish; }
+n=50
+while [ "$n" -gt 0 ] && [ "$(http GET /readyz)" != '200 {"status":"ready"}' ]; do
+    sleep 0.1; n=$((n - 1))
+done
+FP8D_URL="http://127.0.0.1:$port" timeout 60 node "$sdk/sdk.mjs" > "$work/sdk.out" 2>&1
+rc=$?
+cat "$work/sdk.out"
+passed=$((passed + $(grep -c '^ok:' "$work/sdk.out")))
+failed=$((failed + $(grep -c '^FAIL:' "$work/sdk.out")))
+check "node exits 0" [ "$rc" = 0 ]
+kill -TERM "$daemon_pid"
+wait_exit "$daemon_pid"
+check "SIGTERM: exit 0" [ "$exit_code" = 0 ]
+finish
