@@ -5,7 +5,8 @@ engine_libengine_a_SOURCES = engine/engine.h engine/engine-int.h \
                              engine/rope.c engine/kvcache.c engine/forward.c \
                              engine/sampler.c engine/stop.c engine/generate.c \
                              engine/fp8-int.h engine/fp8_import.c engine/fp8_linear.c \
-                             engine/fp8_mode.c engine/fp8_state.c
+                             engine/fp8_mode.c engine/fp8_state.c engine/fp8_export.c \
+                             engine/st_write.h engine/st_write.c
 engine_libengine_a_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS) $(JANSSON_CFLAGS) $(PCRE2_CFLAGS) $(UTF8PROC_CFLAGS)
 
 # check_engine runs in 'make check' on tests/data/models; conf_models runs
@@ -60,6 +61,3 @@ endif
 tests_check_fp8engine_SOURCES = tests/check_fp8engine.c
 tests_check_fp8engine_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS) $(OPENMP_CFLAGS)
 tests_check_fp8engine_LDADD   = $(ENG_LIBS) $(DEP_LIBS) $(CHECK_LIBS)
-
-# scheduler (issue 6): the engine thread, its queue and requests.
-engine_libengine_a_SOURCES += engine/queue.c

@@ -55,6 +55,9 @@ typedef struct eng_fp8 {
     const kn_fp8mm_ops *mm;
     qt_scale_params   params;    /* prepare's config: scale method, format, backoffs */
     bool              ignore_unmeasured;
+    qt_observer       observer;
+    qt_measure_exclude exclude;
+    char              dump_stats_path[PATH_MAX];
     char              path_measure[PATH_MAX], path_modlist[PATH_MAX], path_scale[PATH_MAX];
     /* KV cache: per layer static descales of k and v (0 = not quantized). */
     float            *k_scale, *v_scale;    /* [n_layers] */

@@ -45,10 +45,12 @@ int eng__fp8_load_begin(eng_model *m, const char *dir, char *err, size_t errlen)
 
 int eng__fp8_load_end(eng_model *m, const char *dir, char *err, size_t errlen)
 {
-    eng_fp8 *f = m->fp8;
+    eng_fp8 *f;
+    int rc;
 
-    if (f == NULL)
-        return 0;
+    /* Our state file may give a high-precision export FP8 state too. */
+    if ((rc = eng__fp8_state_load(m, dir, err, errlen)) < 0 || (f = m->fp8) == NULL)
+        return rc;
     for (size_t i = 0; i < m->n_linears; i++)
         m->linears[i]->fp8 = &f->lins[i];
     if ((f->mm = kn_fp8mm_select(m->ops->name)) == NULL &&
@@ -56,7 +58,7 @@ int eng__fp8_load_end(eng_model *m, const char *dir, char *err, size_t errlen)
         kn_errf(err, errlen, "%s: no FP8 matrix kernels usable on this CPU", dir);
         return -ENOTSUP;
     }
-    return eng__fp8_state_load(m, dir, err, errlen);
+    return 0;
 }
 
 qt_mode eng_fp8_mode(const eng_model *m)
@@ -124,6 +126,9 @@ int eng_fp8_prepare(eng_model *m, const qt_config *c, const qt_recipe *recipe,
         qt_recipe_default(&f->recipe);
     qt_scale_params_of(&f->params, c);
     f->ignore_unmeasured = qt_config_ignore_unmeasured(c);
+    f->observer = qt_config_observer(c);
+    f->exclude = qt_config_measure_exclude(c);
+    snprintf(f->dump_stats_path, sizeof(f->dump_stats_path), "%s", qt_config_dump_stats_path(c));
     /* A recipe's Format decides (HYBRID: E4M3 forward, §2.1); else the
      * config's fp8_config.  Imported FP8 weights keep their format. */
     if (!f->imported)

@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/fp8-int.h"   /* tests only: the FP8 weights held in memory */
 
 static const char *g_data;   /* $FP8D_TEST_DATA */
 static char g_tmp[256];      /* per-test scratch directory */
@@ -918,6 +920,298 @@ START_TEST(test_bad_measurements)
 }
 END_TEST
 
+/* ---- export and re-import ---------------------------------------------------- */
+
+/* Every FP8 weight (codes and scales) and static input scale of a equals
+ * b's; returns the number of quantized Linears. */
+static int same_fp8_weights(eng_model *a, eng_model *b)
+{
+    int n = 0;
+    ck_assert_uint_eq(a->n_linears, b->n_linears);
+    for (size_t i = 0; i < a->n_linears; i++) {
+        const eng_fp8lin *x = a->linears[i]->fp8, *y = b->linears[i]->fp8;
+        if (x == NULL || x->w8 == NULL) {
+            ck_assert_msg(y == NULL || y->w8 == NULL, "%s quantized only after reload",
+                          a->linears[i]->name);
+            continue;
+        }
+        ck_assert_msg(y != NULL && y->w8 != NULL, "%s not quantized after reload",
+                      a->linears[i]->name);
+        size_t N = kn_fp8w_rows(x->w8), K = kn_fp8w_cols(x->w8);
+        size_t ns = kn_fp8_scale_count(kn_fp8w_scale_kind(x->w8), N, K);
+        uint8_t *ca = malloc(N * K), *cb = malloc(N * K);
+        kn_fp8w_unpack(x->w8, ca);
+        kn_fp8w_unpack(y->w8, cb);
+        ck_assert(kn_fp8w_scale_kind(x->w8) == kn_fp8w_scale_kind(y->w8));
+        ck_assert_msg(memcmp(ca, cb, N * K) == 0, "%s: codes differ", a->linears[i]->name);
+        ck_assert_msg(memcmp(kn_fp8w_scales(x->w8), kn_fp8w_scales(y->w8), ns * 4) == 0,
+                      "%s: weight scales differ", a->linears[i]->name);
+        /* input scales are part of the checkpoint with static activations */
+        ck_assert_msg(a->fp8->opts.act != ENG_FP8_ACT_STATIC || x->in_scale == y->in_scale,
+                      "%s: input scale %g vs %g", a->linears[i]->name, (double)x->in_scale,
+                      (double)y->in_scale);
+        ck_assert(a->fp8->opts.act == b->fp8->opts.act);
+        free(ca);
+        free(cb);
+        n++;
+    }
+    return n;
+}
+
+/* Histories, multipliers and measured maxima of every module of a's set
+ * read back equal in b's. */
+static void same_module_state(eng_model *a, eng_model *b)
+{
+    qt_modset *sa = eng_fp8_modset(a), *sb = eng_fp8_modset(b);
+    ck_assert(sa != NULL && sb != NULL);
+    ck_assert_uint_eq(qt_modset_count(sa), qt_modset_count(sb));
+    for (size_t i = 0; i < qt_modset_count(sa); i++) {
+        qt_module *x = qt_modset_at(sa, i), *y = qt_modset_find(sb, qt_module_name(x));
+        ck_assert_msg(y != NULL, "%s missing after reload", qt_module_name(x));
+        ck_assert(qt_module_type(x) == qt_module_type(y));
+        for (int sl = 0; sl < 3; sl++) {
+            float mx = qt_module_measured(x, (qt_slot)sl, 0), my = qt_module_measured(y, (qt_slot)sl, 0);
+            ck_assert_msg((isnan(mx) && isnan(my)) || mx == my, "%s slot %d: measured %g vs %g",
+                          qt_module_name(x), sl, (double)mx, (double)my);
+        }
+        qt_history *hx = qt_module_history(x), *hy = qt_module_history(y);
+        ck_assert((hx == NULL) == (hy == NULL));
+        if (hx == NULL)
+            continue;
+        int L = qt_history_len(hx), S = qt_history_slots(hx);
+        ck_assert(L == qt_history_len(hy) && S == qt_history_slots(hy));
+        float *rx = malloc((size_t)L * S * 4), *ry = malloc((size_t)L * S * 4);
+        qt_history_export(hx, rx);
+        qt_history_export(hy, ry);
+        ck_assert_msg(memcmp(rx, ry, (size_t)L * S * 4) == 0, "%s: history differs",
+                      qt_module_name(x));
+        for (int s2 = 0; s2 < S; s2++)
+            ck_assert(qt_history_mult(hx, s2) == qt_history_mult(hy, s2) &&
+                      qt_history_descale(hx, s2) == qt_history_descale(hy, s2));
+        free(rx);
+        free(ry);
+    }
+}
+
+typedef struct export_case {
+    const char *config_extra;
+    const char *recipe;
+    eng_fp8_wscale wscale;
+    eng_fp8_act act;
+    bool kv;
+} export_case;
+
+static const export_case k_export[] = {
+    {"", NULL, ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, true},
+    {"\"scale_method\": \"maxabs_pow2\"", NULL, ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false},
+    {"", "{\"fp8_format\": \"HYBRID\", \"amax_history_len\": 8}", ENG_FP8_W_CONFIG,
+     ENG_FP8_ACT_STATIC, false},
+    {"", NULL, ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_DYNAMIC, false},
+    {"", NULL, ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_NONE, false},
+};
+
+/* calibrate -> QUANTIZE -> export -> load in a fresh process: identical
+ * logits, weights, scales, histories and measurements. */
+START_TEST(test_export_reload_identical)
+{
+    const export_case *ec = &k_export[_i];
+    eng_model *m = load_dir(bf16_dir());
+    qt_config *c = make_config(ec->config_extra);
+    eng_fp8_opts o;
+    qt_recipe r;
+    char out[400], lpath[400];
+    float *want;
+    pid_t pid;
+    int status;
+
+    make_ids();
+    eng_fp8_opts_default(&o);
+    o.wscale = ec->wscale;
+    o.act = ec->act;
+    o.kv_fp8 = ec->kv;
+    if (ec->recipe != NULL)
+        ck_assert(qt_recipe_parse(&r, ec->recipe, g_err, sizeof(g_err)) == 0);
+    ck_assert_msg(eng_fp8_prepare(m, c, ec->recipe ? &r : NULL, &o, g_err, sizeof(g_err)) == 0,
+                  "%s", g_err);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    want = run_logits(m, g_test, T_TEST);
+    snprintf(out, sizeof(out), "%s/export", g_tmp);
+    ck_assert_msg(eng_fp8_export(m, bf16_dir(), out, false, g_err, sizeof(g_err)) == 0, "%s",
+                  g_err);
+    /* A fresh process (exec of this program, which only loads the
+     * export and writes its logits): */
+    snprintf(lpath, sizeof(lpath), "%s/reload.f32", g_tmp);
+    fflush(stdout);
+    pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "check_fp8engine", "--reload", out, lpath, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reload process failed "
+                  "(status %d)", status);
+    size_t ln;
+    float *got = (float *)read_file(lpath, &ln);
+    ck_assert_uint_eq(ln, (size_t)T_TEST * VOCAB * 4);
+    ck_assert_msg(memcmp(got, want, ln) == 0, "reloaded export: logits differ (max %g)",
+                  diff(got, want, (size_t)T_TEST * VOCAB).max_abs);
+    free(got);
+    /* Weights, scales, histories and measurements read back equal. */
+    eng_model *b = load_dir(out);
+    ck_assert_int_eq(eng_fp8_mode(b), QT_MODE_QUANTIZE);
+    ck_assert_int_eq(same_fp8_weights(m, b), 14);
+    same_module_state(m, b);
+    eng_model_free(b);
+    free(want);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
+/* The block layout: 128x128 scales amax / 448; the reload equals a plain
+ * weight-only reference built here from those blocks. */
+START_TEST(test_export_block_layout)
+{
+    eng_model *m = load_dir(bf16_dir()), *b;
+    qt_config *c = make_config("");
+    eng_fp8_opts o;
+    char out[400], p[600];
+    eng_st_file *st = NULL;
+    nf_model nm;
+    nf_quant qz;
+    float *ref = malloc((size_t)T_TEST * VOCAB * 4), *got;
+
+    make_ids();
+    eng_fp8_opts_default(&o);
+    o.wscale = ENG_FP8_W_MINMAX_CHANNEL;
+    ck_assert(eng_fp8_prepare(m, c, NULL, &o, g_err, sizeof(g_err)) == 0);
+    calibrate(m);
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0);
+    snprintf(out, sizeof(out), "%s/block", g_tmp);
+    ck_assert_msg(eng_fp8_export(m, bf16_dir(), out, true, g_err, sizeof(g_err)) == 0, "%s",
+                  g_err);
+    snprintf(p, sizeof(p), "%s/model.safetensors", out);
+    ck_assert(eng_st_open(&st, p, g_err, sizeof(g_err)) == 0);
+    const eng_tensor *si = eng_st_find(st, "model.layers.0.mlp.down_proj.weight_scale_inv");
+    ck_assert(si != NULL && si->n_dims == 2 && si->shape[0] == 2 && si->shape[1] == 3);
+    eng_st_close(st);
+    /* reference: blocks by hand */
+    nf_load(&nm, bf16_dir());
+    memset(&qz, 0, sizeof(qz));
+    qz.fmt = KN_FP8_E4M3;
+    for (int l = 0; l < NL; l++)
+        for (int j = 0; j < 7; j++) {
+            int no = k_lin_out[j], ni = k_lin_in[j];
+            float *wq = malloc((size_t)no * ni * 4);
+            for (int bi = 0; bi < no; bi += 128)
+                for (int bj = 0; bj < ni; bj += 128) {
+                    float a = 0;
+                    for (int r = bi; r < bi + 128 && r < no; r++)
+                        for (int k = bj; k < bj + 128 && k < ni; k++)
+                            a = fmaxf(a, fabsf(nm.w[l][j][(size_t)r * ni + k]));
+                    for (int r = bi; r < bi + 128 && r < no; r++)
+                        for (int k = bj; k < bj + 128 && k < ni; k++)
+                            wq[(size_t)r * ni + k] = qdq(nm.w[l][j][(size_t)r * ni + k],
+                                                         a / 448.0f, KN_FP8_E4M3);
+                }
+            qz.wq[l][j] = wq;
+        }
+    nf_forward(&nm, &qz, g_test, T_TEST, ref, NULL);
+    b = load_dir(out);
+    got = run_logits(b, g_test, T_TEST);
+    ck_assert_msg(diff(got, ref, (size_t)T_TEST * VOCAB).max_abs <= 1e-3, "block export: max %g",
+                  diff(got, ref, (size_t)T_TEST * VOCAB).max_abs);
+    free(got);
+    free(ref);
+    nf_quant_free(&qz);
+    nf_free(&nm);
+    eng_model_free(b);
+    eng_model_free(m);
+    qt_config_free(c);
+}
+END_TEST
+
+/* Converting llama_tiny_f32 with the testdata recipe (per-channel
+ * weight_scale = max|W| / 448, input_scale = calibration amax / 448 over
+ * the 4 calib_ids sequences, lm_head left out) reproduces the FP8 bytes
+ * and scales of llama_tiny_fp8_ct. */
+START_TEST(test_convert_reproduces_fp8_ct)
+{
+    const char *shared = getenv("FP8D_SHARED_TESTDATA");
+    char dir[600], out[400], p[700];
+    struct stat sb;
+    if (shared == NULL)
+        shared = "../shared/testdata";
+    snprintf(dir, sizeof(dir), "%s/models/llama_tiny_f32", shared);
+    if (stat(dir, &sb) != 0) {
+        printf("SKIP: convert reproduces llama_tiny_fp8_ct: %s not found\n", dir);
+        return;
+    }
+    eng_model *m = load_dir(dir);
+    eng_st_file *ref = load_ref("llama_tiny_fp8_ct_ref.safetensors"), *got = NULL, *want = NULL;
+    const eng_tensor *cal = ref_t(ref, "calib_ids");
+    qt_config *c = make_config("");
+    eng_fp8_opts o;
+    const int32_t *seqs[4];
+    size_t lens[4];
+    eng_fp8_opts_default(&o);
+    o.wscale = ENG_FP8_W_MINMAX_CHANNEL;
+    ck_assert(eng_fp8_prepare(m, c, NULL, &o, g_err, sizeof(g_err)) == 0);
+    ck_assert(cal->n_dims == 2 && cal->shape[0] == 4 && cal->shape[1] == 64);
+    for (int i = 0; i < 4; i++) {
+        seqs[i] = (const int32_t *)cal->data + i * 64;
+        lens[i] = 64;
+    }
+    ck_assert_msg(eng_fp8_calibrate(m, seqs, lens, 4, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    snprintf(out, sizeof(out), "%s/conv", g_tmp);
+    ck_assert_msg(eng_fp8_export(m, dir, out, false, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    snprintf(p, sizeof(p), "%s/model.safetensors", out);
+    ck_assert(eng_st_open(&got, p, g_err, sizeof(g_err)) == 0);
+    snprintf(p, sizeof(p), "%s/fp8models/llama_tiny_fp8_ct/model.safetensors", g_data);
+    ck_assert(eng_st_open(&want, p, g_err, sizeof(g_err)) == 0);
+    int n_cmp = 0, n_ulp = 0;
+    double worst_in = 0;
+    for (size_t i = 0; i < eng_st_count(want); i++) {
+        const eng_tensor *w = eng_st_at(want, i), *g = eng_st_find(got, w->name);
+        if (w->dtype != ENG_DT_F8_E4M3 && strstr(w->name, "_scale") == NULL)
+            continue;
+        ck_assert_msg(g != NULL, "%s missing from the conversion", w->name);
+        ck_assert_msg(g->dtype == w->dtype && g->n_elem == w->n_elem && g->n_dims == w->n_dims,
+                      "%s: dtype/shape differ", w->name);
+        if (w->dtype == ENG_DT_F8_E4M3) {
+            ck_assert_msg(memcmp(g->data, w->data, w->size) == 0, "%s: FP8 bytes differ",
+                          w->name);
+        } else {
+            /* weight scales: to f32 rounding (1 ulp); input scales come
+             * from activations our f32 forward computes in another order
+             * than torch's: a few ulps (relative 1e-6). */
+            bool in = strstr(w->name, "input_scale") != NULL;
+            for (size_t k = 0; k < w->n_elem; k++) {
+                float a = ((const float *)g->data)[k], e = ((const float *)w->data)[k];
+                double rel = fabs((double)a - e) / e;
+                ck_assert_msg(rel <= (in ? 1e-6 : ldexp(1, -23)), "%s[%zu]: %.9g vs %.9g",
+                              w->name, k, (double)a, (double)e);
+                n_ulp += a != e;
+                if (in && rel > worst_in)
+                    worst_in = rel;
+            }
+        }
+        n_cmp++;
+    }
+    ck_assert_int_eq(n_cmp, 14 * 3);
+    printf("  convert: 14 FP8 weights byte-identical; %d scales differ in the last bits "
+           "(input scales: max relative %.2g)\n", n_ulp, worst_in);
+    eng_st_close(got);
+    eng_st_close(want);
+    eng_st_close(ref);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *fp8engine_suite(void)
@@ -941,14 +1235,55 @@ static Suite *fp8engine_suite(void)
     tcase_add_test(tc, test_auto_mode);
     tcase_add_test(tc, test_bad_measurements);
     suite_add_tcase(s, tc);
+    tc = tcase_create("export");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, make_tmp, rm_tmp);
+    tcase_add_loop_test(tc, test_export_reload_identical, 0,
+                        (int)(sizeof(k_export) / sizeof(*k_export)));
+    tcase_add_test(tc, test_export_block_layout);
+    tcase_add_test(tc, test_convert_reproduces_fp8_ct);
+    suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
+/* --reload DIR OUT: load DIR and write the logits of the test ids to OUT
+ * (the fresh process of test_export_reload_identical). */
+static int reload_main(const char *dir, const char *out)
+{
+    eng_model *m = NULL;
+    float *lg;
+    size_t n = (size_t)T_TEST * VOCAB;
+    FILE *f;
+    make_ids();
+    kn_init(NULL);
+    kn_log_set_level(KN_LOG_WARN);
+    if (eng_model_load(&m, dir, NULL, g_err, sizeof(g_err)) != 0) {
+        fprintf(stderr, "reload %s: %s\n", dir, g_err);
+        return 1;
+    }
+    lg = malloc(n * sizeof(float));
+    eng_seq *s = eng_seq_new(m, T_TEST);
+    eng_batch_item it = {s, g_test, T_TEST, true, lg};
+    if (eng_forward(m, &it, 1, g_err, sizeof(g_err)) != 0 || (f = fopen(out, "wb")) == NULL) {
+        fprintf(stderr, "reload %s: %s\n", dir, g_err);
+        return 1;
+    }
+    fwrite(lg, sizeof(float), n, f);
+    fclose(f);
+    eng_seq_free(s);
+    eng_model_free(m);
+    free(lg);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     char probe[512];
     SRunner *sr;
     int nf;
+
+    if (argc == 4 && strcmp(argv[1], "--reload") == 0)
+        return reload_main(argv[2], argv[3]);
 
     g_data = getenv("FP8D_TEST_DATA");
     if (g_data == NULL)
