@@ -21,6 +21,7 @@ static const struct {
     {"measure",    ctl_measure_main,    "measurement files: 'measure merge A.json B.json ... -o OUT.json'"},
     {"perplexity", ctl_perplexity_main, "perplexity of a model on a text file (--model DIR --text FILE --ctx N)"},
     {"generate",   ctl_generate_main,   "generate text from a prompt (--model DIR --prompt TEXT)"},
+    {"convert",    ctl_convert_main,    "FP8 directory from a model: calibrate, quantize, export (--model --calib --out)"},
 };
 
 static void usage(FILE *f)

@@ -8,5 +8,6 @@ int ctl_cast_main(int argc, char **argv);        /* ctl_cast.c */
 int ctl_measure_main(int argc, char **argv);     /* ctl_measure.c */
 int ctl_perplexity_main(int argc, char **argv);  /* ctl_model.c */
 int ctl_generate_main(int argc, char **argv);    /* ctl_model.c */
+int ctl_convert_main(int argc, char **argv);     /* ctl_convert.c */
 
 #endif

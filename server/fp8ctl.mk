@@ -3,5 +3,6 @@
 bin_PROGRAMS += server/fp8ctl
 server_fp8ctl_SOURCES = server/fp8ctl.h server/fp8ctl.c server/ctl_cast.c \
                         server/ctl_measure.c server/ctl_model.c
+server_fp8ctl_SOURCES += server/ctl_convert.c
 server_fp8ctl_CFLAGS  = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 server_fp8ctl_LDADD   = $(ENG_LIBS) $(DEP_LIBS)
