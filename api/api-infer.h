@@ -61,6 +61,9 @@ struct api_call {
     char            id[48];
     long long       created;
     char            fingerprint[128];
+    bool            have_epoch;    /* mode/epoch of the first token seen */
+    int             fp8_mode;
+    uint64_t        epoch;
     api__prompt    *prompts;
     size_t          n_prompts;
     api__choice    *ch;            /* n_prompts * n, prompt-major */

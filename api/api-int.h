@@ -9,7 +9,7 @@
 #include <time.h>
 
 /* Route labels for metrics: the routes of the table plus "other". */
-#define API_N_ROUTE_LABELS 11
+#define API_N_ROUTE_LABELS 14
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
 #define API_N_STATUS (API_STATUS_MAX - API_STATUS_MIN + 1)
@@ -43,6 +43,8 @@ struct api_service {
     char            model_name[256];
     char            model_hash[17];     /* 16 hex digits of FNV-1a 64 */
     char           *cors;               /* copy of cors_origins or NULL */
+    char           *fp8_json;           /* text of the fp8_config file or NULL */
+    char            state_dir[2048];
     api_key        *keys;
     size_t          n_keys;
     struct eng_engine *eng;             /* NULL until api_service_start */
@@ -93,6 +95,12 @@ int api__chat(api_service *svc, const api_request *rq, api_response *out, api_ca
 int api__models(api_service *svc, const char *body, size_t body_len, api_response *out);
 int api__tokenize(api_service *svc, const char *body, size_t body_len, api_response *out);
 int api__detokenize(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__calibrate_get(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__calibrate_post(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__calibrate_save(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__calibrate_load(api_service *svc, const char *body, size_t body_len, api_response *out);
+const char *api__mode_name(int qt_mode);    /* "off", "measure", "quantize" */
+void api__fp8_headers_at(api_response *out, int mode, uint64_t epoch);
 /* The fingerprint fp8d-<version>-<hash8>-e<epoch>-<mode>, and the
  * X-FP8-* headers on out. */
 void api__fingerprint(api_service *svc, char *buf, size_t len);

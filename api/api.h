@@ -52,6 +52,9 @@ typedef struct api_service_params {
     size_t      max_prompt_tokens;    /* longest prompt accepted [context length - 1] */
     const char *api_keys_file;        /* "KEY scope[,scope]" lines; NULL/"" = no keys */
     const char *cors_origins;         /* comma-separated allowed origins, "*"; NULL = CORS off */
+    const char *fp8_config;           /* FP8Config file applied at start; NULL/"" = mode off */
+    const char *state_dir;            /* calibration files live here [$STATE_DIRECTORY,
+                                         else /var/lib/fp8d] */
 } api_service_params;
 
 void api_service_params_default(api_service_params *p);

@@ -104,6 +104,16 @@ static void on_token(void *ud, const eng_token_info *t)
     double now = api__now();
 
     pthread_mutex_lock(&c->mu);
+    if (!c->have_epoch) {
+        /* The epoch cannot change while a sequence runs: this token's is
+         * the one the answer was computed in. */
+        c->have_epoch = true;
+        c->fp8_mode = t->fp8_mode;
+        c->epoch = t->epoch;
+        snprintf(c->fingerprint, sizeof(c->fingerprint), "fp8d-%s-%.8s-e%llu-%s",
+                 c->svc->version, c->svc->model_hash, (unsigned long long)t->epoch,
+                 api__mode_name(t->fp8_mode));
+    }
     if (ch->n_gen == 0) {
         ch->t_first = now;
         api__hist_observe(&c->svc->ttft, now - c->t_start);
@@ -446,9 +456,13 @@ int api_call_poll(api_call *c, api_response *out)
             whole_response(c, out);
         st = API_CALL_RESPONSE;
     }
+    if (st != API_CALL_PENDING) {
+        if (c->have_epoch)
+            api__fp8_headers_at(out, c->fp8_mode, c->epoch);
+        else
+            api__fp8_headers(c->svc, out);
+    }
     pthread_mutex_unlock(&c->mu);
-    if (st != API_CALL_PENDING)
-        api__fp8_headers(c->svc, out);
     return st;
 }
 

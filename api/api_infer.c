@@ -27,26 +27,37 @@
 
 #define MAX_STOP 16
 
+const char *api__mode_name(int mode)
+{
+    return mode == QT_MODE_MEASURE ? "measure" : mode == QT_MODE_QUANTIZE ? "quantize" : "off";
+}
+
 void api__fingerprint(api_service *svc, char *buf, size_t len)
 {
-    eng_engine_stats st = { 0 };
+    eng_calib_status st = { 0 };
 
     if (svc->eng != NULL)
-        eng_engine_get_stats(svc->eng, &st);
+        eng_engine_calib_status(svc->eng, &st);
     snprintf(buf, len, "fp8d-%s-%.8s-e%llu-%s", svc->version, svc->model_hash,
-             (unsigned long long)st.epoch, "off");
+             (unsigned long long)st.epoch, api__mode_name(st.mode));
+}
+
+void api__fp8_headers_at(api_response *out, int mode, uint64_t epoch)
+{
+    char v[32];
+
+    api_response_add_header(out, "X-FP8-Mode", api__mode_name(mode));
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)epoch);
+    api_response_add_header(out, "X-FP8-Epoch", v);
 }
 
 void api__fp8_headers(api_service *svc, api_response *out)
 {
-    eng_engine_stats st = { 0 };
-    char v[32];
+    eng_calib_status st = { 0 };
 
     if (svc->eng != NULL)
-        eng_engine_get_stats(svc->eng, &st);
-    api_response_add_header(out, "X-FP8-Mode", "off");
-    snprintf(v, sizeof(v), "%llu", (unsigned long long)st.epoch);
-    api_response_add_header(out, "X-FP8-Epoch", v);
+        eng_engine_calib_status(svc->eng, &st);
+    api__fp8_headers_at(out, st.mode, st.epoch);
 }
 
 /* ---- validation helpers -------------------------------------------------- */
@@ -607,17 +618,20 @@ int api__models(api_service *svc, const char *body, size_t body_len, api_respons
     const eng_model *m;
     json_t *meta = json_null(), *o;
     eng_engine_stats st = { 0 };
+    eng_calib_status cs;
     int rc;
 
     if ((rc = unavailable(svc, out)) != 0)
         return rc < 0 ? rc : 0;
     m = eng_engine_model(svc->eng);
     eng_engine_get_stats(svc->eng, &st);
+    eng_engine_calib_status(svc->eng, &cs);
     meta = json_pack("{s:s, s:i, s:i, s:s, s:s, s:I}", "architecture",
                      eng_model_get_config(m)->arch_name, "n_vocab",
                      eng_model_get_config(m)->vocab_size, "n_ctx_train",
                      eng_model_get_config(m)->max_pos, "model_hash", svc->model_hash,
-                     "fp8_mode", "off", "calibration_epoch", (json_int_t)st.epoch);
+                     "fp8_mode", api__mode_name(cs.mode), "calibration_epoch",
+                     (json_int_t)cs.epoch);
     o = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i, s:o}]}", "object", "list", "data",
                   "id", svc->model_name, "object", "model", "created",
                   (json_int_t)svc->started_unix, "owned_by", "fp8d", "max_model_len",

@@ -160,10 +160,23 @@ static void serving_metrics(textbuf *tb, api_service *svc)
          &svc->itl);
     hist(tb, "fp8d:e2e_request_latency_seconds", "Time from arrival to the last token.", m,
          &svc->e2e);
-    family(tb, "fp8d:calibration_mode", "gauge", "FP8 mode; the series of the mode is 1.");
-    tb_printf(tb, "fp8d:calibration_mode{model_name=\"%s\",mode=\"off\"} 1\n", m);
-    GAUGE("fp8d:calibration_epoch", "Bumped by every FP8 mode or scale change.", "%llu",
-          (unsigned long long)st.epoch);
+    {
+        eng_calib_status cs = { 0 };
+        static const char *modes[] = { "off", "measure", "quantize" };
+        if (svc->eng != NULL)
+            eng_engine_calib_status(svc->eng, &cs);
+        family(tb, "fp8d:calibration_mode", "gauge", "FP8 mode; the series of the mode is 1.");
+        for (int i = 0; i < 3; i++)
+            tb_printf(tb, "fp8d:calibration_mode{model_name=\"%s\",mode=\"%s\"} %d\n", m,
+                      modes[i], strcmp(api__mode_name(cs.mode), modes[i]) == 0);
+        GAUGE("fp8d:calibration_epoch", "Bumped by every FP8 mode or scale change.", "%llu",
+              (unsigned long long)cs.epoch);
+        COUNTER("fp8d:calibration_tokens_observed_total",
+                "Tokens whose activations fed the measurements since MEASURE was entered.",
+                cs.tokens_observed);
+        COUNTER("fp8d:calibration_transitions_total", "FP8 mode switches and loads.",
+                cs.transitions);
+    }
 #undef GAUGE
 #undef COUNTER
 }

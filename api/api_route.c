@@ -24,6 +24,10 @@ const api__route api__routes[] = {
     { "/v1/chat/completions", "POST",      NULL, NULL, api__chat, API_SCOPE_INFERENCE },
     { "/tokenize",            "POST",      NULL, api__tokenize, NULL, API_SCOPE_INFERENCE },
     { "/detokenize",          "POST",      NULL, api__detokenize, NULL, API_SCOPE_INFERENCE },
+    { "/calibrate",           "GET, HEAD, POST", api__calibrate_get, api__calibrate_post, NULL,
+      API_SCOPE_ADMIN },
+    { "/calibrate/save",      "POST",      NULL, api__calibrate_save, NULL, API_SCOPE_ADMIN },
+    { "/calibrate/load",      "POST",      NULL, api__calibrate_load, NULL, API_SCOPE_ADMIN },
 };
 const size_t api__n_routes = sizeof(api__routes) / sizeof(api__routes[0]);
 

@@ -213,6 +213,30 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
         return rc;
     }
     svc->p.api_keys_file = NULL;
+    {
+        const char *sd = p->state_dir != NULL && p->state_dir[0] != '\0' ? p->state_dir
+                         : getenv("STATE_DIRECTORY") != NULL ? getenv("STATE_DIRECTORY")
+                         : "/var/lib/fp8d";
+        /* $STATE_DIRECTORY may list several (colon-separated): the first. */
+        snprintf(svc->state_dir, sizeof(svc->state_dir), "%.*s", (int)strcspn(sd, ":"), sd);
+        svc->p.state_dir = svc->state_dir;
+    }
+    if (p->fp8_config != NULL && p->fp8_config[0] != '\0') {
+        FILE *f = fopen(p->fp8_config, "rb");
+        long n;
+        if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+            fseek(f, 0, SEEK_SET) != 0 || (svc->fp8_json = calloc(1, (size_t)n + 1)) == NULL ||
+            fread(svc->fp8_json, 1, (size_t)n, f) != (size_t)n) {
+            rc = f == NULL ? -errno : -EIO;
+            kn_errf(err, errlen, "fp8_config %s: %s", p->fp8_config, strerror(-rc));
+            if (f != NULL)
+                fclose(f);
+            api_service_free(svc);
+            return rc;
+        }
+        fclose(f);
+    }
+    svc->p.fp8_config = NULL;
     clock_gettime(CLOCK_MONOTONIC, &svc->started);
     clock_gettime(CLOCK_REALTIME, &now);
     svc->started_unix = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
@@ -227,6 +251,7 @@ int api_service_start(api_service *svc, char *err, size_t errlen)
     eng_engine_params_default(&ep);
     ep.model_dir = svc->model_dir;
     ep.model.n_threads = svc->p.threads;
+    ep.fp8_config_json = svc->fp8_json;
     if (svc->p.max_queued_requests > 0)
         ep.max_queued_requests = svc->p.max_queued_requests;
     if (svc->p.max_queued_tokens > 0)
@@ -281,6 +306,7 @@ void api_service_free(api_service *svc)
         free(svc->keys[i].key);
     free(svc->keys);
     free(svc->cors);
+    free(svc->fp8_json);
     free(svc);
 }
 

@@ -282,6 +282,8 @@ typedef struct eng_engine_params {
     size_t max_queued_tokens;          /* prompt tokens waiting; 0 = 1 << 20 */
     size_t max_running;                /* sequences per step; 0 = 16 */
     size_t max_step_tokens;            /* prompt tokens prefilled per step; 0 = 2048 */
+    const char *fp8_config_json;       /* FP8Config applied at load (its mode, AUTO
+                                          too); NULL = mode off.  Copied */
 } eng_engine_params;
 
 void eng_engine_params_default(eng_engine_params *p);
@@ -332,6 +334,8 @@ void eng_engine_get_stats(const eng_engine *e, eng_engine_stats *st);
  * call.  logprob is log softmax of the raw logits (no temperature) at id;
  * top ids/logprobs are the n_top best, descending. */
 typedef struct eng_token_info {
+    uint64_t       epoch;             /* FP8 epoch and mode the sequence runs in */
+    int            fp8_mode;          /* qt_mode: OFF, MEASURE or QUANTIZE */
     int32_t        id;
     const char    *text;
     size_t         len;
@@ -386,6 +390,48 @@ int  eng_submit(eng_engine *e, eng_request *r);
 /* Sets r's cancel flag (atomic); the engine finishes it with -ECANCELED
  * at its next step.  Safe until on_done has returned.  Thread: any. */
 void eng_request_cancel(eng_request *r);
+
+/* Live calibration.  A command is queued for the engine thread, which
+ * stops admitting new sequences, lets the running ones finish in their
+ * epoch, then runs it between two steps (so no sequence straddles two
+ * epochs; requests that arrive meanwhile wait in the queue).  MODE
+ * prepares the FP8 state on first use (config_json: an FP8Config text,
+ * NULL = defaults), switches to mode (reset: MEASURE restarts from
+ * empty maxima), runs the dataset through MEASURE if given, and bumps the
+ * epoch; SAVE writes the measurements to the config's dump_stats_path and,
+ * when path is set, the FP8 checkpoint into that directory; LOAD reads the
+ * measurement file path and enters QUANTIZE (epoch + 1). */
+enum { ENG_CALIB_MODE = 0, ENG_CALIB_SAVE, ENG_CALIB_LOAD };
+
+typedef struct eng_calib_cmd {
+    int              op;
+    int              mode;            /* qt_mode, for MODE */
+    const char      *config_json;     /* copied */
+    bool             reset;
+    const int32_t *const *seqs;       /* dataset (copied) */
+    const size_t    *lens;
+    size_t           n_seqs;
+    const char      *path;            /* LOAD: measurement file; SAVE: export dir or NULL */
+} eng_calib_cmd;
+
+/* Queues cmd.  0, -EBUSY while another command is pending (the caller
+ * answers 409), -ESHUTDOWN when not ready, -ENOMEM.  Thread: any. */
+int eng_engine_calibrate(eng_engine *e, const eng_calib_cmd *cmd);
+
+typedef struct eng_calib_status {
+    int      mode;              /* qt_mode in force */
+    uint64_t epoch;
+    bool     busy;              /* a command is pending or running */
+    bool     prepared;          /* FP8 state exists */
+    int      last_rc;           /* of the last finished command; 0 ok */
+    char     last_err[256];
+    uint64_t tokens_observed;   /* tokens run in MEASURE since it was entered */
+    uint64_t requests_observed;
+    uint64_t transitions;
+    bool     measured;          /* something to quantize with: observed or loaded */
+} eng_calib_status;
+
+void eng_engine_calib_status(const eng_engine *e, eng_calib_status *st);
 
 /* ---- FP8 (issue 5; engine/fp8_*.c) ------------------------------------
  * A model runs in one mode at a time, switched between eng_forward calls

@@ -61,3 +61,6 @@ endif
 tests_check_fp8engine_SOURCES = tests/check_fp8engine.c
 tests_check_fp8engine_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS) $(OPENMP_CFLAGS)
 tests_check_fp8engine_LDADD   = $(ENG_LIBS) $(DEP_LIBS) $(CHECK_LIBS)
+
+# scheduler (issue 6): the engine thread, its queue and requests.
+engine_libengine_a_SOURCES += engine/queue.c

@@ -94,6 +94,13 @@ struct eng_engine {
     _Atomic uint64_t  heartbeat;
     _Atomic uint64_t  s_running, s_kv_used, s_kv_cap, s_steps, s_prompt, s_gen,
                       s_rejected, s_cancelled, s_expired, s_epoch;
+    /* Calibration: the pending command (under mu) and its status. */
+    char             *fp8_json;      /* start-up FP8Config, owned */
+    struct calib_cmd *calib;         /* pending, under mu */
+    _Atomic int       calib_busy, mode, prepared, measured;
+    int               last_rc;       /* under mu */
+    char              last_err[256]; /* under mu */
+    _Atomic uint64_t  obs_tokens, obs_requests, transitions;
     /* Engine thread only. */
     eng_request     **run;
     size_t            n_run;
@@ -102,6 +109,28 @@ struct eng_engine {
     int32_t           top_ids[MAX_TOP];
     float             top_lp[MAX_TOP];
 };
+
+/* An owned copy of an eng_calib_cmd. */
+typedef struct calib_cmd {
+    int       op, mode;
+    bool      reset;
+    char     *config_json, *path;
+    int32_t **seqs;
+    size_t   *lens, n_seqs;
+} calib_cmd;
+
+static void calib_free(calib_cmd *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n_seqs; i++)
+        free(c->seqs[i]);
+    free(c->seqs);
+    free(c->lens);
+    free(c->config_json);
+    free(c->path);
+    free(c);
+}
 
 static uint64_t now_ms(void)
 {
@@ -324,6 +353,8 @@ static void report_prompt(eng_engine *e, eng_request *r)
     for (size_t pos = 1; pos < r->n_prompt; pos++) {
         eng_token_info t = {0};
         size_t k = (size_t)r->p.top_logprobs;
+        t.epoch = atomic_load(&e->s_epoch);
+        t.fp8_mode = atomic_load(&e->mode);
         t.id = r->prompt[pos];
         t.text = "";
         t.logprob = log_softmax_at(r->logits + (pos - 1) * e->V, e->n_tok, t.id, k,
@@ -342,6 +373,8 @@ static int step_one(eng_engine *e, eng_request *r, float *row, eng_stop_reason *
 {
     eng_token_info t = {0};
     size_t k = (size_t)r->p.top_logprobs, safe, old_len = r->text_len;
+    t.epoch = atomic_load(&e->s_epoch);
+    t.fp8_mode = atomic_load(&e->mode);
     const char *piece;
     size_t plen;
     long hit = -1;
@@ -439,14 +472,15 @@ static void reap(eng_engine *e, uint64_t now)
 
 /* Moves queued requests into the running set; waits when there is
  * nothing to do.  Returns false when the engine is stopping. */
-static bool take_work(eng_engine *e)
+static bool take_work(eng_engine *e, calib_cmd **cmd)
 {
     size_t budget = e->p.max_step_tokens, used = 0;
     eng_request *admitted[64];
     size_t n_adm = 0;
 
+    *cmd = NULL;
     pthread_mutex_lock(&e->mu);
-    while (!e->stopping && e->n_run == 0 && e->q_head == NULL) {
+    while (!e->stopping && e->n_run == 0 && e->q_head == NULL && e->calib == NULL) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
@@ -461,7 +495,14 @@ static bool take_work(eng_engine *e)
         pthread_mutex_unlock(&e->mu);
         return false;
     }
-    while (e->q_head != NULL && e->n_run + n_adm < e->p.max_running && n_adm < 64 &&
+    /* A calibration command waits for the running sequences to finish in
+     * their epoch; meanwhile nothing new is admitted. */
+    if (e->calib != NULL && e->n_run == 0) {
+        *cmd = e->calib;
+        e->calib = NULL;
+    }
+    while (e->calib == NULL && *cmd == NULL && e->q_head != NULL &&
+           e->n_run + n_adm < e->p.max_running && n_adm < 64 &&
            (n_adm == 0 || used + e->q_head->n_prompt <= budget)) {
         eng_request *r = e->q_head;
         e->q_head = r->next;
@@ -481,9 +522,160 @@ static bool take_work(eng_engine *e)
             continue;
         }
         e->run[e->n_run++] = r;
+        if (atomic_load(&e->mode) == QT_MODE_MEASURE)
+            atomic_fetch_add(&e->obs_requests, 1);
     }
     atomic_store(&e->s_running, e->n_run);
     return true;
+}
+
+static int fp8_prepare(eng_engine *e, const char *json, char *err, size_t errlen)
+{
+    qt_config *c = NULL;
+    eng_fp8_opts o;
+    int rc;
+
+    if (json != NULL)
+        rc = qt_config_parse(&c, json, "FP8 config", err, errlen);
+    else
+        rc = (c = qt_config_new_default()) != NULL ? 0 : -ENOMEM;
+    if (rc < 0)
+        return rc;
+    eng_fp8_opts_default(&o);
+    rc = eng_fp8_prepare(e->m, c, NULL, &o, err, errlen);
+    qt_config_free(c);
+    if (rc == 0)
+        atomic_store(&e->prepared, 1);
+    return rc;
+}
+
+/* Runs one calibration command on the engine thread, no sequence running. */
+static void run_calib(eng_engine *e, calib_cmd *c)
+{
+    char err[256] = "";
+    int rc = 0, before = atomic_load(&e->mode);
+    bool bump = false;
+
+    if (!atomic_load(&e->prepared) && c->op != ENG_CALIB_SAVE)
+        rc = fp8_prepare(e, c->config_json, err, sizeof(err));
+    if (rc == 0 && c->op == ENG_CALIB_MODE) {
+        if (c->reset && eng_fp8_mode(e->m) == QT_MODE_MEASURE)
+            rc = eng_fp8_set_mode(e->m, QT_MODE_OFF, err, sizeof(err));
+        if (rc == 0)
+            rc = eng_fp8_set_mode(e->m, (qt_mode)c->mode, err, sizeof(err));
+        if (rc == 0 && c->mode == QT_MODE_MEASURE &&
+            (before != QT_MODE_MEASURE || c->reset)) {
+            atomic_store(&e->obs_tokens, 0);
+            atomic_store(&e->obs_requests, 0);
+        }
+        if (rc == 0 && c->n_seqs > 0) {
+            rc = eng_fp8_calibrate(e->m, (const int32_t *const *)c->seqs, c->lens, c->n_seqs,
+                                   err, sizeof(err));
+            for (size_t i = 0; rc == 0 && i < c->n_seqs; i++)
+                atomic_fetch_add(&e->obs_tokens, c->lens[i]);
+            if (rc == 0) {
+                atomic_fetch_add(&e->obs_requests, c->n_seqs);
+                atomic_store(&e->measured, 1);
+            }
+        }
+        bump = true;
+    } else if (rc == 0 && c->op == ENG_CALIB_SAVE) {
+        if (!atomic_load(&e->prepared)) {
+            rc = QT_E_MODE;
+            kn_errf(err, sizeof(err), "calibration: nothing measured yet");
+        } else {
+            rc = eng_fp8_dump_measurements(e->m, err, sizeof(err));
+        }
+        if (rc == 0 && c->path != NULL)
+            rc = eng_fp8_export(e->m, e->model_dir, c->path, false, err, sizeof(err));
+    } else if (rc == 0 && c->op == ENG_CALIB_LOAD) {
+        rc = eng_fp8_load_measurements(e->m, c->path, err, sizeof(err));
+        if (rc == 0)
+            rc = eng_fp8_set_mode(e->m, QT_MODE_QUANTIZE, err, sizeof(err));
+        if (rc == 0)
+            atomic_store(&e->measured, 1);
+        bump = true;
+    }
+    if (atomic_load(&e->prepared))
+        atomic_store(&e->mode, (int)eng_fp8_mode(e->m));
+    if (bump && (rc == 0 || atomic_load(&e->mode) != before)) {
+        atomic_fetch_add(&e->s_epoch, 1);
+        atomic_fetch_add(&e->transitions, 1);
+    }
+    if (rc < 0)
+        ENG_LOG(KN_LOG_WARN, "calibration command failed: %s", err);
+    else
+        ENG_LOG(KN_LOG_INFO, "calibration: mode %d, epoch %llu", atomic_load(&e->mode),
+                (unsigned long long)atomic_load(&e->s_epoch));
+    pthread_mutex_lock(&e->mu);
+    e->last_rc = rc;
+    snprintf(e->last_err, sizeof(e->last_err), "%s", rc < 0 ? err : "");
+    pthread_mutex_unlock(&e->mu);
+    atomic_store(&e->calib_busy, 0);
+    calib_free(c);
+}
+
+int eng_engine_calibrate(eng_engine *e, const eng_calib_cmd *cmd)
+{
+    calib_cmd *c = calloc(1, sizeof(*c));
+    int rc = 0;
+
+    if (c == NULL)
+        return -ENOMEM;
+    c->op = cmd->op;
+    c->mode = cmd->mode;
+    c->reset = cmd->reset;
+    if ((cmd->config_json != NULL && (c->config_json = strdup(cmd->config_json)) == NULL) ||
+        (cmd->path != NULL && (c->path = strdup(cmd->path)) == NULL))
+        goto oom;
+    if (cmd->n_seqs > 0) {
+        if ((c->seqs = calloc(cmd->n_seqs, sizeof(*c->seqs))) == NULL ||
+            (c->lens = calloc(cmd->n_seqs, sizeof(*c->lens))) == NULL)
+            goto oom;
+        c->n_seqs = cmd->n_seqs;
+        for (size_t i = 0; i < cmd->n_seqs; i++) {
+            if ((c->seqs[i] = malloc(cmd->lens[i] * sizeof(int32_t) + 1)) == NULL)
+                goto oom;
+            memcpy(c->seqs[i], cmd->seqs[i], cmd->lens[i] * sizeof(int32_t));
+            c->lens[i] = cmd->lens[i];
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping || atomic_load(&e->state) != ENG_ENGINE_READY)
+        rc = -ESHUTDOWN;
+    else if (atomic_load(&e->calib_busy))
+        rc = -EBUSY;
+    else {
+        e->calib = c;
+        atomic_store(&e->calib_busy, 1);
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (rc < 0)
+        calib_free(c);
+    return rc;
+oom:
+    calib_free(c);
+    return -ENOMEM;
+}
+
+void eng_engine_calib_status(const eng_engine *e, eng_calib_status *st)
+{
+    eng_engine *me = (eng_engine *)e;
+
+    memset(st, 0, sizeof(*st));
+    st->mode = atomic_load(&me->mode);
+    st->epoch = atomic_load(&me->s_epoch);
+    st->busy = atomic_load(&me->calib_busy) != 0;
+    st->prepared = atomic_load(&me->prepared) != 0;
+    st->tokens_observed = atomic_load(&me->obs_tokens);
+    st->requests_observed = atomic_load(&me->obs_requests);
+    st->transitions = atomic_load(&me->transitions);
+    pthread_mutex_lock(&me->mu);
+    st->last_rc = me->last_rc;
+    snprintf(st->last_err, sizeof(st->last_err), "%s", me->last_err);
+    pthread_mutex_unlock(&me->mu);
+    st->measured = atomic_load(&me->measured) != 0;
 }
 
 static void set_item(eng_batch_item *it, eng_request *r)
@@ -520,6 +712,13 @@ static void step(eng_engine *e)
         }
     }
     atomic_fetch_add(&e->s_steps, 1);
+    if (atomic_load(&e->mode) == QT_MODE_MEASURE) {
+        size_t nt = 0;
+        for (size_t i = 0; i < e->n_run; i++)
+            nt += e->run[i]->prefilled ? 1 : e->run[i]->n_prompt;
+        atomic_fetch_add(&e->obs_tokens, nt);
+        atomic_store(&e->measured, 1);
+    }
     for (size_t i = 0; i < e->n_run;) {
         eng_request *r = e->run[i];
         eng_stop_reason why;
@@ -570,6 +769,15 @@ static void *engine_main(void *arg)
             kn_errf(err, sizeof(err), "engine: out of memory");
         }
     }
+    /* The configured FP8 mode applies from the start (AUTO included). */
+    if (rc == 0 && e->fp8_json != NULL && (rc = fp8_prepare(e, e->fp8_json, err,
+                                                             sizeof(err))) == 0) {
+        atomic_store(&e->mode, (int)eng_fp8_mode(e->m));
+        if (atomic_load(&e->mode) != QT_MODE_OFF)
+            atomic_store(&e->s_epoch, 1);
+        if (atomic_load(&e->mode) == QT_MODE_QUANTIZE)
+            atomic_store(&e->measured, 1);
+    }
     pthread_mutex_lock(&e->mu);
     if (rc < 0)
         snprintf(e->load_err, sizeof(e->load_err), "%s", err);
@@ -581,7 +789,9 @@ static void *engine_main(void *arg)
     }
     ENG_LOG(KN_LOG_INFO, "model %s loaded: vocab %zu, context %zu", e->model_dir, e->V,
             e->max_pos);
-    while (take_work(e)) {
+    for (calib_cmd *cmd = NULL; take_work(e, &cmd);) {
+        if (cmd != NULL)
+            run_calib(e, cmd);
         reap(e, now_ms());
         if (e->n_run > 0)
             step(e);
@@ -626,6 +836,11 @@ int eng_engine_start(eng_engine **out, const eng_engine_params *p, char *err, si
         return -ENOMEM;
     }
     e->p = *p;
+    if (p->fp8_config_json != NULL && (e->fp8_json = strdup(p->fp8_config_json)) == NULL) {
+        free(e);
+        return -ENOMEM;
+    }
+    e->p.fp8_config_json = NULL;
     snprintf(e->model_dir, sizeof(e->model_dir), "%s", p->model_dir);
     e->p.model_dir = e->model_dir;
     if (e->p.max_queued_requests == 0)
@@ -674,6 +889,8 @@ void eng_engine_free(eng_engine *e)
     eng_model_free(e->m);
     free(e->run);
     free(e->items);
+    free(e->fp8_json);
+    calib_free(e->calib);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "server/server.h"
+#include "kernels/kernels.h"
 #include "kernels/kn_base.h"
 
 #include <signal.h>
@@ -68,6 +69,8 @@ static int serve(srv_config *cfg, const char *path, int argc, char **argv)
     p.max_prompt_tokens = (size_t)cfg->max_prompt_tokens;
     p.api_keys_file = cfg->api_keys_file;
     p.cors_origins = cfg->cors_origins;
+    p.fp8_config = cfg->fp8_config;
+    p.state_dir = cfg->state_dir;
     if ((rc = api_service_new(&svc, &p, err, sizeof(err))) < 0)
         return fail_start(rc, err);
     /* The engine thread loads the model while we start listening: probes
@@ -133,6 +136,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srv_signals_block();
     srv_log_init((int)cfg.log_level, (int)cfg.log_format);
+    /* The kernel table is filled once, before any thread exists (FP8
+     * quantization reads it from the engine thread). */
+    if (kn_init(NULL) < 0) {
+        SRV_LOG(KN_LOG_ERR, "no usable kernel variant for this CPU");
+        return EXIT_FAIL;
+    }
     if (srv_systemd_init(err, sizeof(err)) < 0)
         SRV_LOG(KN_LOG_WARN, "systemd notify disabled: %s", err);
     code = serve(&cfg, path, argc, argv);

@@ -49,6 +49,8 @@ typedef struct srv_config {
     int64_t max_prompt_tokens;    /* longest prompt, 0 = context - 1 */
     char    api_keys_file[4096];  /* "" = no keys (open) */
     char    cors_origins[1024];   /* "" = CORS off */
+    char    fp8_config[4096];     /* FP8Config file applied at start; "" = mode off */
+    char    state_dir[2048];      /* "" = $STATE_DIRECTORY, else /var/lib/fp8d */
 } srv_config;
 
 /* What the command line asked for besides configuration. */

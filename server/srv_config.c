@@ -94,6 +94,12 @@ static const cfg_row rows[] = {
       "and /health needs a key", NULL },
     { "cors_origins", T_STRING, STR(cors_origins), 0, 0, "", false, "LIST",
       "comma-separated origins allowed by CORS (\"*\" for any); empty = CORS off", NULL },
+    { "fp8_config", T_STRING, STR(fp8_config), 0, 0, "", false, "PATH",
+      "FP8Config JSON (INC QUANT_CONFIG) whose mode applies at start, AUTO included; "
+      "empty = mode off until POST /calibrate", NULL },
+    { "state_dir", T_STRING, STR(state_dir), 0, 0, "", false, "DIR",
+      "where calibration measurements and exports are written; empty = $STATE_DIRECTORY, "
+      "else /var/lib/fp8d", NULL },
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))
 

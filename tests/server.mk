@@ -19,7 +19,7 @@ endif
 SRV_IT = tests/integration/http.sh tests/integration/config.sh \
          tests/integration/signals.sh tests/integration/socket_activation.sh \
          tests/integration/systemd_units.sh tests/integration/openai.sh \
-         tests/integration/limits.sh tests/integration/auth.sh
+         tests/integration/limits.sh tests/integration/auth.sh tests/integration/calib.sh
 TESTS      += $(SRV_IT)
 EXTRA_DIST += $(SRV_IT) tests/integration/lib.sh
 
