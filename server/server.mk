@@ -68,4 +68,5 @@ uninstall-local:
 CLEANFILES += systemd/fp8d.service systemd/fp8d@.service server/fp8d.json \
               server/fp8d-help.txt
 EXTRA_DIST += systemd/fp8d.service.in systemd/fp8d@.service.in examples/fp8d.json \
-              examples/health.sh examples/metrics.sh
+              examples/health.sh examples/metrics.sh examples/completions.sh \
+              examples/chat.sh examples/models.sh examples/errors.sh examples/calibrate.sh
