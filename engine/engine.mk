@@ -62,5 +62,15 @@ tests_check_fp8engine_SOURCES = tests/check_fp8engine.c
 tests_check_fp8engine_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS) $(OPENMP_CFLAGS)
 tests_check_fp8engine_LDADD   = $(ENG_LIBS) $(DEP_LIBS) $(CHECK_LIBS)
 
-# scheduler (issue 6): the engine thread, its queue and requests.
-engine_libengine_a_SOURCES += engine/queue.c
+# 'make quality': the FP8 quality table on shakespeare-small (perplexity,
+# KL and top-1 vs F32; ../shared/testdata, SKIP without it).  Not part of
+# 'make check'.  QUALITY_WINDOWS=244 runs every eval window (default 20, ~3.5 min on 2 cores).
+EXTRA_PROGRAMS += tests/quality_report
+tests_quality_report_SOURCES = tests/quality_report.c
+tests_quality_report_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS)
+tests_quality_report_LDADD   = $(ENG_LIBS) $(DEP_LIBS)
+QUALITY_WINDOWS ?= 20
+quality: quality-fp8
+quality-fp8: tests/quality_report
+	@echo "== tests/quality_report"; $(AM_TESTS_ENVIRONMENT) ./tests/quality_report --windows $(QUALITY_WINDOWS)
+.PHONY: quality quality-fp8
