@@ -62,6 +62,9 @@ tests_check_fp8engine_SOURCES = tests/check_fp8engine.c
 tests_check_fp8engine_CFLAGS  = $(AM_CFLAGS) $(CHECK_CFLAGS) $(OPENMP_CFLAGS)
 tests_check_fp8engine_LDADD   = $(ENG_LIBS) $(DEP_LIBS) $(CHECK_LIBS)
 
+# scheduler (issue 6): the engine thread, its queue and requests.
+engine_libengine_a_SOURCES += engine/queue.c
+
 # 'make quality': the FP8 quality table on shakespeare-small (perplexity,
 # KL and top-1 vs F32; ../shared/testdata, SKIP without it).  Not part of
 # 'make check'.  QUALITY_WINDOWS=244 runs every eval window (default 20, ~3.5 min on 2 cores).
