@@ -307,6 +307,122 @@ START_TEST(test_header_table_full_is_ignored)
 }
 END_TEST
 
+/* ---- auth, CORS, inference without an engine ---------------------------- */
+
+static int call_rq(api_service *svc, const char *method, const char *path, const char *body,
+                const char *key, const char *origin, api_response *r)
+{
+    api_request rq;
+    api_call *c = NULL;
+    int rc;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.method = method;
+    rq.path = path;
+    rq.body = body;
+    rq.body_len = body != NULL ? strlen(body) : 0;
+    rq.api_key = key;
+    rq.origin = origin;
+    rc = api_handle_request(svc, &rq, r, &c);
+    ck_assert_ptr_null(c);          /* no engine: nothing is ever submitted */
+    return rc;
+}
+
+static api_service *keyed_service(const char *keys, const char *cors)
+{
+    char path[128], err[256];
+    api_service_params p;
+    api_service *svc;
+
+    snprintf(path, sizeof(path), "%s/keys", g_dir);
+    write_file(path, keys);
+    api_service_params_default(&p);
+    p.model_path = g_dir;
+    p.api_keys_file = path;
+    p.cors_origins = cors;
+    ck_assert_msg(api_service_new(&svc, &p, err, sizeof(err)) == 0, "%s", err);
+    api_service_set_state(svc, API_STATE_READY);
+    return svc;
+}
+
+START_TEST(test_key_scopes)
+{
+    api_service *svc = keyed_service("# comment\nsk-i inference\nsk-m metrics\n\nsk-a admin\n",
+                                     NULL);
+    static const struct { const char *m, *path, *key; int status; } cases[] = {
+        { "GET", "/livez", NULL, 200 },       { "GET", "/health", NULL, 503 },
+        { "GET", "/metrics", NULL, 401 },     { "GET", "/metrics", "sk-x", 401 },
+        { "GET", "/metrics", "sk-i", 403 },   { "GET", "/metrics", "sk-m", 200 },
+        { "GET", "/metrics", "sk-a", 200 },   { "GET", "/metrics", "sk-", 401 },
+        { "GET", "/metrics", "sk-mm", 401 },  { "GET", "/calibrate", "sk-i", 403 },
+        { "GET", "/calibrate", "sk-m", 403 }, { "POST", "/v1/completions", "sk-m", 403 },
+    };
+    api_response r;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* /health is open: with no engine it reports loading (503), not 401. */
+        if (strcmp(cases[i].path, "/health") == 0)
+            api_service_set_state(svc, API_STATE_LOADING);
+        call_rq(svc, cases[i].m, cases[i].path, "{}", cases[i].key, NULL, &r);
+        ck_assert_msg(r.status == cases[i].status, "%s %s key %s: %d, expected %d",
+                      cases[i].m, cases[i].path, cases[i].key ? cases[i].key : "-", r.status,
+                      cases[i].status);
+        if (r.status == 401)
+            ck_assert_str_eq(header(&r, "WWW-Authenticate"), "Bearer");
+        api_response_cleanup(&r);
+        api_service_set_state(svc, API_STATE_READY);
+    }
+    api_service_free(svc);
+}
+END_TEST
+
+START_TEST(test_calibrate_forbidden_without_keys_and_inference_503_without_engine)
+{
+    api_response r;
+
+    api_service_set_state(g_svc, API_STATE_READY);
+    call_rq(g_svc, "GET", "/calibrate", NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 403);
+    api_response_cleanup(&r);
+    call_rq(g_svc, "POST", "/v1/completions", "{\"prompt\":\"a\"}", NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(header(&r, "Retry-After"), "1");
+    assert_json_body(&r, "{\"error\":{\"message\":\"the server is loading the model; retry "
+                         "later\",\"type\":\"unavailable_error\",\"code\":\"unavailable\","
+                         "\"status\":503}}");
+    api_response_cleanup(&r);
+    call_rq(g_svc, "GET", "/v1/completions", NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(header(&r, "Allow"), "POST");
+    api_response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(test_cors_only_for_listed_origins)
+{
+    api_service *svc = keyed_service("sk-i inference\n", "http://a.example, http://b.example");
+    api_response r;
+
+    call_rq(svc, "OPTIONS", "/v1/completions", NULL, NULL, "http://b.example", &r);
+    ck_assert_int_eq(r.status, 204);
+    ck_assert_str_eq(header(&r, "Access-Control-Allow-Origin"), "http://b.example");
+    ck_assert_str_eq(header(&r, "Access-Control-Allow-Methods"), "POST");
+    api_response_cleanup(&r);
+    call_rq(svc, "OPTIONS", "/v1/completions", NULL, NULL, "http://c.example", &r);
+    ck_assert_int_eq(r.status, 401);          /* not a preflight: a key is needed */
+    ck_assert_ptr_null(header(&r, "Access-Control-Allow-Origin"));
+    api_response_cleanup(&r);
+    call_rq(svc, "GET", "/livez", NULL, NULL, "http://a.example", &r);
+    ck_assert_str_eq(header(&r, "Access-Control-Allow-Origin"), "http://a.example");
+    ck_assert_str_eq(header(&r, "Vary"), "Origin");
+    api_response_cleanup(&r);
+    call_rq(g_svc, "GET", "/livez", NULL, NULL, "http://a.example", &r);   /* CORS off */
+    ck_assert_ptr_null(header(&r, "Access-Control-Allow-Origin"));
+    api_response_cleanup(&r);
+    api_service_free(svc);
+}
+END_TEST
+
 /* ---- model directory check -------------------------------------------- */
 
 static int new_service(const char *dir, char *err, size_t errlen)
@@ -500,6 +616,9 @@ static Suite *api_suite(void)
 
     tcase_add_checked_fixture(service, setup, teardown);
     tcase_add_test(service, test_model_dir_errors_name_the_path);
+    tcase_add_test(service, test_key_scopes);
+    tcase_add_test(service, test_calibrate_forbidden_without_keys_and_inference_503_without_engine);
+    tcase_add_test(service, test_cors_only_for_listed_origins);
     suite_add_tcase(s, service);
 
     tcase_add_checked_fixture(metrics, setup, teardown);
