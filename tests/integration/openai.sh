@@ -90,6 +90,15 @@ check "stream without include_usage: no usage key" py "
 evs = [json.loads(f[6:]) for f in raw.split('\n\n')[:-2]]
 assert all('usage' not in e for e in evs), evs"
 
+curl -s -N -m 20 -o "$work/out" -d '{"prompt":"ROMEO:","max_tokens":12,"temperature":0,"stream":true,"n":2}' "$url/v1/completions"
+check "stream with n=2: each index streams the greedy text and finishes once" py "
+evs = [json.loads(f[6:]) for f in raw.split('\n\n')[:-2]]
+p = json.load(open('$work/plain.json'))['choices'][0]['text']
+for i in (0, 1):
+    cs = [c for e in evs for c in e['choices'] if c['index'] == i]
+    assert ''.join(c['text'] for c in cs) == p, (i, cs)
+    assert [c['finish_reason'] for c in cs if c['finish_reason']] == ['length'], cs"
+
 # ---- stop strings, n, seeds ------------------------------------------------
 p=$(python3 -c "import json; print(json.load(open('$work/plain.json'))['choices'][0]['text'])" | head -c 200)
 stop=$(python3 -c "import json; t=json.load(open('$work/plain.json'))['choices'][0]['text']; print(json.dumps(t[3:6]))")
