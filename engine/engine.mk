@@ -77,3 +77,12 @@ quality: quality-fp8
 quality-fp8: tests/quality_report
 	@echo "== tests/quality_report"; $(AM_TESTS_ENVIRONMENT) ./tests/quality_report --windows $(QUALITY_WINDOWS)
 .PHONY: quality quality-fp8
+
+# conf_fp8models: the FP8 checkpoints against every prompt of their shared
+# references, and 'fp8ctl convert' of shakespeare-small (perplexity within
+# 1% of torch F32); 'make conformance' only.
+check_PROGRAMS    += tests/conf_fp8models
+CONFORMANCE_TESTS += tests/conf_fp8models
+tests_conf_fp8models_SOURCES = tests/conf_fp8models.c
+tests_conf_fp8models_CFLAGS  = $(AM_CFLAGS) $(OPENMP_CFLAGS)
+tests_conf_fp8models_LDADD   = $(ENG_LIBS) $(DEP_LIBS)
