@@ -74,6 +74,11 @@ struct eng_seq {
     size_t n_ctx, len;
     size_t kv_dim;        /* n_kv_heads * head_size */
     float *k, *v;         /* [n_layers][n_ctx][kv_dim], keys after RoPE */
+    /* FP8 KV cache (fp8_linear.c decides at creation, for the sequence's
+     * whole life): E4M3 codes in k/v's layout instead of k/v, and the
+     * layers' [k, v] descales; NULL otherwise. */
+    uint8_t *k8, *v8;
+    float   *kv_scale;    /* [n_layers][2] */
 };
 
 /* rope.c: inverse frequencies and attention factor for cfg (§2.4-2.5). */

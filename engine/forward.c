@@ -164,8 +164,16 @@ static void cache_store(const eng_model *m, int layer, const eng_batch_item *ite
     for (size_t i = 0; i < n_items; i++) {
         eng_seq *q = items[i].seq;
         size_t kvd = q->kv_dim, base = (size_t)layer * q->n_ctx * kvd;
-        memcpy(q->k + base + q->len * kvd, s->k + r * kvd, items[i].n_tokens * kvd * sizeof(float));
-        memcpy(q->v + base + q->len * kvd, s->v + r * kvd, items[i].n_tokens * kvd * sizeof(float));
+        size_t n = items[i].n_tokens * kvd;
+        if (q->k8 != NULL) {   /* FP8 KV cache: E4M3 codes with the layer's scales */
+            kn_active()->f32_to_fp8(q->k8 + base + q->len * kvd, s->k + r * kvd, n, KN_FP8_E4M3,
+                                    q->kv_scale[2 * layer], KN_FP8_DIVIDE | KN_FP8_SATURATE);
+            kn_active()->f32_to_fp8(q->v8 + base + q->len * kvd, s->v + r * kvd, n, KN_FP8_E4M3,
+                                    q->kv_scale[2 * layer + 1], KN_FP8_DIVIDE | KN_FP8_SATURATE);
+        } else {
+            memcpy(q->k + base + q->len * kvd, s->k + r * kvd, n * sizeof(float));
+            memcpy(q->v + base + q->len * kvd, s->v + r * kvd, n * sizeof(float));
+        }
         r += items[i].n_tokens;
     }
 }
@@ -191,7 +199,6 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
         int h = (int)(wi % c->n_heads), g = h / group;
         const eng_seq *q = items[s->row_item[r]].seq;
         size_t kvd = q->kv_dim, base = (size_t)layer * q->n_ctx * kvd;
-        const float *kc = q->k + base + g * hs, *vc = q->v + base + g * hs;
         const float *qv = s->q + r * qd + h * hs;
         float *out = s->att_out + r * qd + h * hs;
         float *att = s->att + (size_t)omp_get_thread_num() * att_stride;
@@ -199,6 +206,24 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
 
         if (L->window > 0 && p + 1 > (size_t)L->window)
             t0 = p + 1 - (size_t)L->window;       /* W keys including itself */
+        if (q->k8 != NULL) {
+            /* FP8 KV cache: each key/value decoded exactly (code * scale) */
+            const uint8_t *kc = q->k8 + base + g * hs, *vc = q->v8 + base + g * hs;
+            float ks = q->kv_scale[2 * layer], vs = q->kv_scale[2 * layer + 1];
+            float buf[ENG_FP8_KV_MAX_HS];
+            for (size_t t = t0; t <= p; t++) {
+                kn_active()->fp8_to_f32(buf, kc + t * kvd, hs, KN_FP8_E4M3, ks);
+                att[t - t0] = ops->dot(qv, buf, hs) * scale;
+            }
+            kn_softmax(att, p + 1 - t0);
+            memset(out, 0, hs * sizeof(float));
+            for (size_t t = t0; t <= p; t++) {
+                kn_active()->fp8_to_f32(buf, vc + t * kvd, hs, KN_FP8_E4M3, vs);
+                ops->axpy(out, att[t - t0], buf, hs);
+            }
+            continue;
+        }
+        const float *kc = q->k + base + g * hs, *vc = q->v + base + g * hs;
         for (size_t t = t0; t <= p; t++)
             att[t - t0] = ops->dot(qv, kc + t * kvd, hs) * scale;
         kn_softmax(att, p + 1 - t0);

@@ -110,6 +110,12 @@ void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
  * before the cache store.  Observes (MEASURE) or rounds k and v through
  * E4M3 with the layer's static scales (QUANTIZE with the FP8 KV cache). */
 void eng__fp8_attn(eng_model *m, int li, float *q, float *k, float *v, size_t rows);
+/* Whether a sequence created now stores its KV cache as E4M3 (QUANTIZE
+ * with kv_fp8 and every layer's k/v scale known; head_size <=
+ * ENG_FP8_KV_MAX_HS), and those scales ([n_layers][2] k, v). */
+#define ENG_FP8_KV_MAX_HS 512
+bool eng__fp8_kv_cache(const eng_model *m);
+void eng__fp8_kv_scales(const eng_model *m, float *dst);
 /* The weight of l widened to f32 (malloc'd, caller frees). */
 float *eng__fp8_widen_weight(const eng_linear *l);
 

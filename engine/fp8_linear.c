@@ -190,3 +190,23 @@ void eng__fp8_attn(eng_model *m, int li, float *q, float *k, float *v, size_t ro
             round_e4m3(v, rows * kvd, f->v_scale[li]);
     }
 }
+
+bool eng__fp8_kv_cache(const eng_model *m)
+{
+    const eng_fp8 *f = m->fp8;
+    if (f == NULL || f->mode != QT_MODE_QUANTIZE || !f->opts.kv_fp8 ||
+        m->cfg.head_size > ENG_FP8_KV_MAX_HS)
+        return false;
+    for (int i = 0; i < m->cfg.n_layers; i++)
+        if (!(f->k_scale[i] > 0.0f) || !(f->v_scale[i] > 0.0f))
+            return false;
+    return true;
+}
+
+void eng__fp8_kv_scales(const eng_model *m, float *dst)
+{
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        dst[2 * i] = m->fp8->k_scale[i];
+        dst[2 * i + 1] = m->fp8->v_scale[i];
+    }
+}

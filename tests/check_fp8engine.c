@@ -765,6 +765,15 @@ START_TEST(test_quantize_matches_plain_reference)
     else
         ck_assert_msg(d.max_abs <= 2e-2 && d.frac_within >= 0.99, "case %d: max |diff| %g, "
                       "within 1e-3 %.4f", _i, d.max_abs, d.frac_within);
+    if (mc->kv) {   /* the cache really holds one E4M3 byte per element */
+        eng_seq *sq = eng_seq_new(m, 8);
+        ck_assert(sq != NULL && sq->k8 != NULL && sq->v8 != NULL && sq->k == NULL);
+        eng_seq_free(sq);
+        ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
+        sq = eng_seq_new(m, 8);
+        ck_assert(sq != NULL && sq->k8 == NULL && sq->k != NULL);
+        eng_seq_free(sq);
+    }
     /* And it is not the high-precision model: FP8 moves the logits. */
     nf_forward(&nm, NULL, g_test, T_TEST, ref, NULL);
     ck_assert_msg(diff(got, ref, (size_t)T_TEST * VOCAB).max_abs > 1e-3,
