@@ -356,6 +356,8 @@ int eng_forward(eng_model *m, eng_batch_item *items, size_t n_items, char *err, 
     for (int li = 0; li < m->cfg.n_layers; li++)
         layer_forward(m, li, items, n_items, rows);
     logits_out(m, items, n_items);
+    if (m->fp8 != NULL)
+        eng__fp8_step_end(m);
     for (size_t i = 0; i < n_items; i++)
         items[i].seq->len += items[i].n_tokens;
     return 0;

@@ -23,6 +23,7 @@ typedef struct eng_fp8lin {
     float             in_scale;  /* static activation descale (x ~ q * in_scale); 0 = none */
     bool              imported;  /* the checkpoint stored this weight as FP8 */
     float            *w_deq;     /* imported: f32(fp8) * scale, the high-precision weight (owned) */
+    float             w_amax;    /* max |W|, taken when MEASURE starts (fed to the history each step) */
 } eng_fp8lin;
 
 /* What config.json's quantization_config says (model-formats.md §3). */
@@ -110,6 +111,10 @@ void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
  * before the cache store.  Observes (MEASURE) or rounds k and v through
  * E4M3 with the layer's static scales (QUANTIZE with the FP8 KV cache). */
 void eng__fp8_attn(eng_model *m, int li, float *q, float *k, float *v, size_t rows);
+/* End of an eng_forward call (one engine step): in MEASURE, the weight
+ * amaxes are recorded again and every module's amax history rolls
+ * (fp8-semantics §6.4 step 2; the scales in use do not change). */
+void eng__fp8_step_end(eng_model *m);
 /* Whether a sequence created now stores its KV cache as E4M3 (QUANTIZE
  * with kv_fp8 and every layer's k/v scale known; head_size <=
  * ENG_FP8_KV_MAX_HS), and those scales ([n_layers][2] k, v). */

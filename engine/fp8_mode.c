@@ -169,6 +169,8 @@ int eng_fp8_prepare(eng_model *m, const qt_config *c, const qt_recipe *recipe,
     return eng_fp8_set_mode(m, qt_config_mode(c), err, errlen);
 }
 
+static float row_amax(const float *w, size_t n);
+
 /* Weights are observed once, when a measurement starts (INC: at patch
  * time). */
 static int observe_weights(eng_model *m)
@@ -182,6 +184,7 @@ static int observe_weights(eng_model *m)
         if ((w = eng__fp8_widen_weight(l)) == NULL)
             return -ENOMEM;
         qt_module_observe(f->lins[i].mod, QT_SLOT_WEIGHT, 0, w, (size_t)l->n_out * l->n_in);
+        f->lins[i].w_amax = row_amax(w, (size_t)l->n_out * l->n_in);
         free(w);
     }
     return 0;
@@ -443,4 +446,20 @@ int eng_fp8_load_measurements(eng_model *m, const char *path, char *err, size_t 
     rc = qt_measure_apply(ms, f->set, false, err, errlen);
     qt_measure_free(ms);
     return rc < 0 ? rc : 0;
+}
+
+void eng__fp8_step_end(eng_model *m)
+{
+    eng_fp8 *f = m->fp8;
+
+    if (f == NULL || f->mode != QT_MODE_MEASURE || f->set == NULL || !f->has_recipe)
+        return;
+    for (size_t i = 0; i < m->n_linears; i++)
+        if (f->lins[i].mod != NULL)
+            qt_module_record_amax(f->lins[i].mod, QT_SLOT_WEIGHT, 0, f->lins[i].w_amax);
+    for (size_t i = 0; i < qt_modset_count(f->set); i++) {
+        qt_history *h = qt_module_history(qt_modset_at(f->set, i));
+        if (h != NULL)
+            qt_history_update(h, &f->recipe, NULL);
+    }
 }

@@ -930,6 +930,43 @@ START_TEST(test_bad_measurements)
 }
 END_TEST
 
+/* MEASURE with a recipe: each forward call is one step; the history rolls
+ * (IPEX row order: row 0 the cleared accumulator, then oldest -> newest)
+ * and holds each step's input amax, which the plain reference measures. */
+START_TEST(test_measure_history_rolls)
+{
+    eng_model *m = load_dir(bf16_dir());
+    qt_config *c = make_config("");
+    qt_recipe r;
+    nf_model nm;
+    ck_assert(qt_recipe_parse(&r, "{\"amax_history_len\": 3}", g_err, sizeof(g_err)) == 0);
+    make_ids();
+    ck_assert(eng_fp8_prepare(m, c, &r, NULL, g_err, sizeof(g_err)) == 0);
+    calibrate(m);   /* two sequences: two steps */
+    nf_load(&nm, bf16_dir());
+    qt_module *mod = qt_modset_find(eng_fp8_modset(m), "model.layers.1.mlp.down_proj");
+    ck_assert(mod != NULL);
+    qt_history *h = qt_module_history(mod);
+    ck_assert(h != NULL && qt_history_len(h) == 3 && qt_history_slots(h) == 3);
+    float rows[9];
+    qt_history_export(h, rows);
+    ck_assert(rows[0] == 0.0f && rows[1] == 0.0f);   /* accumulator cleared by the roll */
+    for (int i = 0; i < N_CAL; i++) {
+        nf_amax am;
+        memset(&am, 0, sizeof(am));
+        nf_forward(&nm, NULL, g_cal[i], T_CAL, NULL, &am);
+        float got = rows[(1 + i) * 3 + 0], want = am.in[1][6];
+        ck_assert_msg(fabsf(got - want) <= 1e-5f * want, "step %d: input amax %g, reference %g",
+                      i, (double)got, (double)want);
+        /* the weight amax is recorded every step */
+        ck_assert(rows[(1 + i) * 3 + 1] == amax_of(nm.w[1][6], (size_t)DIM * HID));
+    }
+    nf_free(&nm);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 /* ---- export and re-import ---------------------------------------------------- */
 
 /* Every FP8 weight (codes and scales) and static input scale of a equals
@@ -1244,6 +1281,7 @@ static Suite *fp8engine_suite(void)
     tcase_add_test(tc, test_selection_names);
     tcase_add_test(tc, test_auto_mode);
     tcase_add_test(tc, test_bad_measurements);
+    tcase_add_test(tc, test_measure_history_rolls);
     suite_add_tcase(s, tc);
     tc = tcase_create("export");
     tcase_set_timeout(tc, 120);
