@@ -444,7 +444,12 @@ void eng_engine_calib_status(const eng_engine *e, eng_calib_status *st);
  *             per output row) with f32 (weight-only) or FP8 activations
  *             (static scales from the measurements, or per-token dynamic),
  *             exact FP8 products, f32 sums, then the descale; the KV cache
- *             optionally rounded through E4M3 with static k/v scales.
+ *             optionally stored as E4M3 bytes with static k/v scales (for
+ *             sequences created in QUANTIZE).  Matmul modules (q.k^T) are
+ *             selected and measured, their scales computed, but the
+ *             attention products stay f32.
+ * MEASURE with a recipe: each eng_forward call is one step that rolls the
+ * amax histories; QUANTIZE then takes the recipe's delayed scales.
  * FP8 checkpoints (compressed-tensors float-quantized, block-wise "fp8",
  * fbgemm_fp8, our exports) load straight into QUANTIZE; their OFF mode
  * uses the dequantized weights f32(fp8) * scale.
