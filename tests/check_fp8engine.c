@@ -278,6 +278,35 @@ START_TEST(test_block_weight_only)
 }
 END_TEST
 
+/* fbgemm_fp8 (per-row weight_scale [N,1], dynamic activations): the ct
+ * checkpoint's tensors under an fbgemm config load weight-only, which is
+ * the torch weight-only reference. */
+START_TEST(test_fbgemm_config_weight_only)
+{
+    char ct[512], p[700], w[1100], cwd[400] = "";
+    snprintf(ct, sizeof(ct), "%s/fp8models/llama_tiny_fp8_ct", g_data);
+    snprintf(p, sizeof(p), "%s/config.json", ct);
+    char *cfg = read_file(p, NULL);
+    char *a = strstr(cfg, "\"quantization_config\""), *b = strstr(cfg, "\"rms_norm_eps\"");
+    ck_assert(a != NULL && b != NULL && a < b);
+    char *fb = malloc(strlen(cfg) + 256);
+    memcpy(fb, cfg, (size_t)(a - cfg));
+    sprintf(fb + (a - cfg), "\"quantization_config\": {\"quant_method\": \"fbgemm_fp8\", "
+            "\"activation_scale_ub\": 1200.0, \"modules_to_not_convert\": [\"lm_head\"]},\n  %s", b);
+    if (g_data[0] != '/')
+        ck_assert(getcwd(cwd, sizeof(cwd)) != NULL);
+    snprintf(w, sizeof(w), "%s%s%s/model.safetensors", cwd, cwd[0] ? "/" : "", ct);
+    eng_model *m = load_dir(make_dir("fbgemm", fb, w));
+    eng_st_file *ref = load_ref("llama_tiny_fp8_ct_ref.safetensors");
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_QUANTIZE);
+    check_logits(m, ref, "weight_only", true);
+    eng_st_close(ref);
+    eng_model_free(m);
+    free(fb);
+    free(cfg);
+}
+END_TEST
+
 static void expect_load_fails(const char *dir, int want_rc, const char *frag1, const char *frag2)
 {
     eng_model *m = NULL;
@@ -1271,6 +1300,7 @@ static Suite *fp8engine_suite(void)
     tcase_add_test(tc, test_ct_static_act);
     tcase_add_test(tc, test_block_weight_only);
     tcase_add_test(tc, test_import_refusals);
+    tcase_add_test(tc, test_fbgemm_config_weight_only);
     suite_add_tcase(s, tc);
     tc = tcase_create("modes");
     tcase_set_timeout(tc, 120);
