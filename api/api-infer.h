@@ -56,6 +56,7 @@ struct api_call {
     api_wake_fn     wake;
     void           *wake_ud;
     bool            released, chat, stream, include_usage, ended, oom;
+    bool            refused;       /* answered 429/503 at submit: not a cancellation */
     int             logprobs;      /* -1 none, else top alternatives to show */
     long long       timeout_ms;
     char            id[48];

@@ -302,8 +302,9 @@ int api__calibrate_save(api_service *svc, const char *body, size_t body_len, api
     if ((rc = not_ready(svc, out)) != 0)
         return rc < 0 ? rc : 0;
     memset(&cmd, 0, sizeof(cmd));
-    if (body != NULL && body_len > 0 &&
-        !json_is_object(req = json_loadb(body, body_len, 0, NULL))) {
+    if (body != NULL && body_len > 0)
+        req = json_loadb(body, body_len, 0, NULL);   /* not inside json_is_object(): a macro */
+    if (body != NULL && body_len > 0 && !json_is_object(req)) {
         snprintf(msg, sizeof(msg), "request body must be a JSON object");
         goto fail;
     }

@@ -167,9 +167,11 @@ static void on_done(void *ud, int rc, eng_stop_reason why)
                                                                   : API_FIN_STOP], 1);
     else if (rc == -ETIMEDOUT)
         atomic_fetch_add(&c->svc->cancelled[API_CANCEL_DEADLINE], 1);
-    else if (rc == -ECANCELED)
+    else if (rc == -ECANCELED && !c->refused)
         atomic_fetch_add(&c->svc->cancelled[c->released ? API_CANCEL_DISCONNECT
                                                         : API_CANCEL_SHUTDOWN], 1);
+    else if (rc == -ECANCELED)
+        ;   /* the rest of a request refused at submit (429): counted there */
     else
         atomic_fetch_add(&c->svc->finished[API_FIN_ABORT], 1);
     if (c->n_done == c->n_submitted)

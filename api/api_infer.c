@@ -352,6 +352,9 @@ static int submit_call(api_service *svc, const api_request *rq, api_call *c,
         *call = c;
         return 0;
     }
+    pthread_mutex_lock(&c->mu);
+    c->refused = true;
+    pthread_mutex_unlock(&c->mu);
     api_call_release(c, false);
     if (rc == -EAGAIN) {
         atomic_fetch_add(&svc->rejected_full, 1);

@@ -32,6 +32,7 @@ typedef struct sink {
     bool     done;
     int      rc;
     eng_stop_reason why;
+    eng_request *r;              /* freed by sink_free once done */
 } sink;
 
 static char g_model[4096];
@@ -127,7 +128,16 @@ static eng_request *submit(eng_engine *e, sink *s, const int32_t *ids, size_t n,
 
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(eng_submit(e, r), 0);
+    s->r = r;
     return r;
+}
+
+/* After on_done the request is ours again. */
+static void sink_free(sink *s)
+{
+    ck_assert(s->done);
+    eng_request_free(s->r);
+    s->r = NULL;
 }
 
 /* Reference: one sequence alone through eng_forward, greedy argmax over
@@ -212,6 +222,7 @@ START_TEST(test_prompt_logprobs_equal_log_softmax)
     for (size_t i = 0; i < k; i++)
         ck_assert_int_eq(s.ids[i], ref[i]);
     free(rows);
+    sink_free(&s);
     eng_engine_free(e);
 }
 END_TEST
@@ -245,6 +256,8 @@ START_TEST(test_batched_requests_equal_one_at_a_time)
     eng_engine_get_stats(e, &st);
     ck_assert_uint_eq(st.kv_used, 0);
     ck_assert_uint_eq(st.running, 0);
+    for (int i = 0; i < N; i++)
+        sink_free(&s[i]);
     eng_engine_free(e);
 }
 END_TEST
@@ -282,6 +295,9 @@ START_TEST(test_full_queue_returns_eagain_and_cancel_ends_early)
     ck_assert(b.done && c.done);
     ck_assert_int_eq(b.rc, -ECANCELED);
     ck_assert_int_eq(c.rc, -ECANCELED);
+    sink_free(&a);
+    sink_free(&b);
+    sink_free(&c);
     eng_engine_free(e);
 }
 END_TEST
@@ -308,6 +324,7 @@ START_TEST(test_deadline_ends_with_etimedout)
         ck_assert_int_eq(a.rc, -ETIMEDOUT);
         ck_assert_uint_lt(a.n, 500);
     }
+    sink_free(&a);
     eng_engine_free(e);
 }
 END_TEST
