@@ -116,7 +116,8 @@ static eng_engine *start(size_t max_running, size_t max_queued)
     ck_assert_msg(eng_engine_start(&e, &p, err, sizeof(err)) == 0, "%s", err);
     for (int i = 0; i < 2000 && eng_engine_get_state(e, NULL, 0) == ENG_ENGINE_LOADING; i++)
         usleep(5000);
-    ck_assert_int_eq(eng_engine_get_state(e, err, sizeof(err)), ENG_ENGINE_READY);
+    ck_assert_msg(eng_engine_get_state(e, err, sizeof(err)) == ENG_ENGINE_READY,
+                  "engine not ready: %s (FP8D_TOP_SRCDIR set?)", err);
     return e;
 }
 
