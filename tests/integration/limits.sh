@@ -98,4 +98,25 @@ import json; j = json.load(open('$work/t.json'))
 assert j['usage']['completion_tokens'] == 960, j"
 wait_exit "$daemon_pid"
 check "SIGTERM: exit 0" [ "$exit_code" = 0 ]
+
+# ---- SIGTERM past shutdown_timeout: the engine stops, waiting calls end -----
+check "daemon starts (shutdown_timeout 0)" start_daemon "$work/log2" --threads 1 --max-batch 1 --shutdown-timeout 0
+url="http://127.0.0.1:$port"
+n=50
+while [ "$n" -gt 0 ] && [ "$(http GET /readyz)" != '200 {"status":"ready"}' ]; do
+    sleep 0.1; n=$((n - 1))
+done
+curl -s -m 20 -o "$work/cut.json" -w '%{http_code}' -d "$long" "$url/v1/completions" > "$work/cut.code" &
+c_pid=$!
+n=300
+while [ "$n" -gt 0 ] && [ "$(metric fp8d:num_requests_running)" = 0 ]; do
+    sleep 0.01; n=$((n - 1))
+done
+kill -TERM "$daemon_pid"
+wait "$c_pid"
+check "cut short by the stop: 503 naming the shutdown" python3 -c "
+import json; j = json.load(open('$work/cut.json'))
+assert open('$work/cut.code').read() == '503' and 'shutting down' in j['error']['message'], j"
+wait_exit "$daemon_pid"
+check "and exit 0" [ "$exit_code" = 0 ]
 finish
