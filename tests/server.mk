@@ -28,3 +28,9 @@ EXTRA_DIST += $(SRV_IT) tests/integration/lib.sh
 # node/npm or registry access).
 TESTS      += tests/openai/sdk.sh
 EXTRA_DIST += tests/openai/sdk.sh tests/openai/sdk.mjs
+# What sdk.sh leaves in the build tree (npm's install and the script copy).
+clean-local: clean-openai-sdk
+clean-openai-sdk:
+	rm -rf tests/openai/node_modules tests/openai/package.json \
+	       tests/openai/package-lock.json tests/openai/sdk.mjs
+.PHONY: clean-openai-sdk
