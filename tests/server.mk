@@ -24,13 +24,7 @@ TESTS      += $(SRV_IT)
 EXTRA_DIST += $(SRV_IT) tests/integration/lib.sh
 
 # The official OpenAI Node SDK against the daemon (npm installs the
-# "openai" package into the build tree on first run; skipped without
-# node/npm or registry access).
+# "openai" package once into a cache directory outside the trees; skipped
+# without node/npm or registry access).
 TESTS      += tests/openai/sdk.sh
 EXTRA_DIST += tests/openai/sdk.sh tests/openai/sdk.mjs
-# What sdk.sh leaves in the build tree (npm's install and the script copy).
-clean-local: clean-openai-sdk
-clean-openai-sdk:
-	rm -rf tests/openai/node_modules tests/openai/package.json \
-	       tests/openai/package-lock.json tests/openai/sdk.mjs
-.PHONY: clean-openai-sdk

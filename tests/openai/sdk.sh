@@ -1,20 +1,22 @@
 #!/bin/sh
 # sdk.sh: runs tests/openai/sdk.mjs (the official OpenAI Node SDK) against a
-# real daemon.  The SDK is installed with npm into the build tree the first
-# time (tests/openai/node_modules); without node/npm or the registry the
-# test is skipped, saying why.
+# real daemon.  npm installs the "openai" package once into a cache
+# directory outside the source and build trees ($FP8D_SDK_DIR, default
+# $TMPDIR/fp8d-openai-sdk-UID), where a copy of sdk.mjs runs so that its
+# import resolves.  Without node/npm or the registry the test is skipped,
+# saying why.
 . "$(dirname "$0")/../integration/lib.sh"
 
 command -v node >/dev/null 2>&1 || skip "node not found (apt-get install nodejs npm)"
 command -v npm >/dev/null 2>&1 || skip "npm not found (apt-get install npm)"
-sdk=$top_build/tests/openai
-mkdir -p "$sdk"
+sdk=${FP8D_SDK_DIR:-${TMPDIR:-/tmp}/fp8d-openai-sdk-$(id -u)}
+mkdir -p "$sdk" || skip "cannot create $sdk"
 if [ ! -f "$sdk/node_modules/openai/package.json" ]; then
-    (cd "$sdk" && [ -f package.json ] || echo '{"private": true}' > package.json
-     cd "$sdk" && timeout 300 npm install --no-audit --no-fund --silent openai >/dev/null 2>&1) ||
+    [ -f "$sdk/package.json" ] || echo '{"private": true}' > "$sdk/package.json"
+    (cd "$sdk" && timeout 300 npm install --no-audit --no-fund --silent openai >/dev/null 2>&1) ||
         skip "npm install openai failed (no registry access?)"
 fi
-cp "$top_src/tests/openai/sdk.mjs" "$sdk/sdk.mjs"
+cp "$top_src/tests/openai/sdk.mjs" "$sdk/run.mjs"
 
 check "daemon starts" start_daemon "$work/log" --threads 1
 [ -n "$port" ] || { cat "$work/log"; finish; }
@@ -22,7 +24,7 @@ n=50
 while [ "$n" -gt 0 ] && [ "$(http GET /readyz)" != '200 {"status":"ready"}' ]; do
     sleep 0.1; n=$((n - 1))
 done
-FP8D_URL="http://127.0.0.1:$port" timeout 60 node "$sdk/sdk.mjs" > "$work/sdk.out" 2>&1
+FP8D_URL="http://127.0.0.1:$port" timeout 60 node "$sdk/run.mjs" > "$work/sdk.out" 2>&1
 rc=$?
 cat "$work/sdk.out"
 passed=$((passed + $(grep -c '^ok:' "$work/sdk.out")))
