@@ -445,9 +445,9 @@ void eng_engine_calib_status(const eng_engine *e, eng_calib_status *st);
  *             (static scales from the measurements, or per-token dynamic),
  *             exact FP8 products, f32 sums, then the descale; the KV cache
  *             optionally stored as E4M3 bytes with static k/v scales (for
- *             sequences created in QUANTIZE).  Matmul modules (q.k^T) are
- *             selected and measured, their scales computed, but the
- *             attention products stay f32.
+ *             sequences created in QUANTIZE); optionally (qk_fp8) the
+ *             operands of q.k^T rounded through FP8 with matmul_qk's
+ *             static scales.  p.v stays f32.
  * MEASURE with a recipe: each eng_forward call is one step that rolls the
  * amax histories; QUANTIZE then takes the recipe's delayed scales.
  * FP8 checkpoints (compressed-tensors float-quantized, block-wise "fp8",
@@ -470,10 +470,12 @@ typedef enum eng_fp8_wscale {
 typedef struct eng_fp8_opts {
     eng_fp8_act    act;
     eng_fp8_wscale wscale;    /* also selects the activation rule: minmax = amax / F */
-    bool           kv_fp8;    /* round cached k/v through E4M3 in QUANTIZE */
+    bool           kv_fp8;    /* KV cache stored as E4M3 in QUANTIZE */
+    bool           qk_fp8;    /* q and k of q.k^T rounded through FP8 with the static
+                               * scales of matmul_qk (needs act STATIC) */
 } eng_fp8_opts;
 
-void eng_fp8_opts_default(eng_fp8_opts *o);   /* STATIC, CONFIG, no FP8 KV cache */
+void eng_fp8_opts_default(eng_fp8_opts *o);   /* STATIC, CONFIG, f32 KV cache and q.k^T */
 
 /* Creates the quantizer state of every module c selects (Linear by its
  * state-dict name, "model.layers.N.self_attn.{matmul_qk,matmul_av,

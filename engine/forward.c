@@ -191,6 +191,10 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
     size_t att_stride = s->att_cap / (size_t)n_threads_of(m);
     long n_work = (long)(rows * (size_t)c->n_heads);
     long macs = n_work * (long)hs * 2 * (long)(s->row_pos[rows - 1] + 1);
+    /* FP8 matmul_qk: keys rounded through FP8 as they are read */
+    const eng_fp8 *f8 = m->fp8;
+    float kq = f8 != NULL && f8->mode == QT_MODE_QUANTIZE ? f8->qk_scale[2 * layer + 1] : 0.0f;
+    kn_fp8_format kq_fmt = f8 != NULL ? f8->fmt : KN_FP8_E4M3;
 
 #pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_of(m)) \
     if (macs >= PAR_MIN_WORK)
@@ -213,6 +217,8 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
             float buf[ENG_FP8_KV_MAX_HS];
             for (size_t t = t0; t <= p; t++) {
                 kn_active()->fp8_to_f32(buf, kc + t * kvd, hs, KN_FP8_E4M3, ks);
+                if (kq > 0.0f)
+                    eng__fp8_round(buf, hs, kq, kq_fmt);
                 att[t - t0] = ops->dot(qv, buf, hs) * scale;
             }
             kn_softmax(att, p + 1 - t0);
@@ -224,8 +230,17 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
             continue;
         }
         const float *kc = q->k + base + g * hs, *vc = q->v + base + g * hs;
-        for (size_t t = t0; t <= p; t++)
-            att[t - t0] = ops->dot(qv, kc + t * kvd, hs) * scale;
+        if (kq > 0.0f) {
+            float buf[ENG_FP8_KV_MAX_HS];
+            for (size_t t = t0; t <= p; t++) {
+                memcpy(buf, kc + t * kvd, hs * sizeof(float));
+                eng__fp8_round(buf, hs, kq, kq_fmt);
+                att[t - t0] = ops->dot(qv, buf, hs) * scale;
+            }
+        } else {
+            for (size_t t = t0; t <= p; t++)
+                att[t - t0] = ops->dot(qv, kc + t * kvd, hs) * scale;
+        }
         kn_softmax(att, p + 1 - t0);
         memset(out, 0, hs * sizeof(float));
         for (size_t t = t0; t <= p; t++)

@@ -64,6 +64,7 @@ typedef struct eng_fp8 {
     float            *k_scale, *v_scale;    /* [n_layers] */
     qt_module       **kv_mod;               /* [2 * n_layers]: k_cache, v_cache or NULL */
     qt_module       **mm_mod;               /* [2 * n_layers]: matmul_qk, matmul_av or NULL */
+    float            *qk_scale;  /* [n_layers][2]: q, k descales of matmul_qk in QUANTIZE (0: f32) */
     /* activation scratch, grown to the largest call */
     uint8_t          *xq;
     float            *xs;
@@ -111,6 +112,10 @@ void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
  * before the cache store.  Observes (MEASURE) or rounds k and v through
  * E4M3 with the layer's static scales (QUANTIZE with the FP8 KV cache). */
 void eng__fp8_attn(eng_model *m, int li, float *q, float *k, float *v, size_t rows);
+/* Static scales of the attention modules (matmul_qk operands, k/v cache)
+ * from the measurements or histories in memory, without a history step:
+ * QUANTIZE and a restored export compute the same values. */
+int  eng__fp8_attn_scales(eng_model *m, char *err, size_t errlen);
 /* End of an eng_forward call (one engine step): in MEASURE, the weight
  * amaxes are recorded again and every module's amax history rolls
  * (fp8-semantics §6.4 step 2; the scales in use do not change). */
@@ -121,6 +126,8 @@ void eng__fp8_step_end(eng_model *m);
 #define ENG_FP8_KV_MAX_HS 512
 bool eng__fp8_kv_cache(const eng_model *m);
 void eng__fp8_kv_scales(const eng_model *m, float *dst);
+/* x[i] = decode(fp8(x[i] / s)) * s (saturating, one f32 division). */
+void eng__fp8_round(float *x, size_t n, float s, kn_fp8_format fmt);
 /* The weight of l widened to f32 (malloc'd, caller frees). */
 float *eng__fp8_widen_weight(const eng_linear *l);
 

@@ -426,6 +426,7 @@ int eng__fp8_attach(eng_model *m)
             (f->v_scale = calloc((size_t)m->cfg.n_layers, sizeof(float))) == NULL ||
             (f->kv_mod = calloc(2 * (size_t)m->cfg.n_layers, sizeof(*f->kv_mod))) == NULL ||
             (f->mm_mod = calloc(2 * (size_t)m->cfg.n_layers, sizeof(*f->mm_mod))) == NULL ||
+            (f->qk_scale = calloc(2 * (size_t)m->cfg.n_layers, sizeof(float))) == NULL ||
             (f->lins = calloc(cap, sizeof(*f->lins))) == NULL)
             return -ENOMEM;
     }
@@ -450,6 +451,7 @@ void eng__fp8_free(eng_model *m)
     free(f->v_scale);
     free(f->kv_mod);
     free(f->mm_mod);
+    free(f->qk_scale);
     kn_free(f->xq);
     kn_free(f->xs);
     kn_free(f->mm_scratch);

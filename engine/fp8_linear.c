@@ -145,15 +145,19 @@ void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
         observe_rows(fl->mod, QT_SLOT_OUTPUT, y, ldy, (size_t)l->n_out, rows);
 }
 
-/* x = decode(fp8(x / s)) * s: the value an E4M3 cache entry holds. */
-static void round_e4m3(float *x, size_t n, float s)
+void eng__fp8_round(float *x, size_t n, float s, kn_fp8_format fmt)
 {
     uint8_t buf[256];
     for (size_t i = 0; i < n; i += sizeof(buf)) {
         size_t c = n - i < sizeof(buf) ? n - i : sizeof(buf);
-        kn_active()->f32_to_fp8(buf, x + i, c, KN_FP8_E4M3, s, KN_FP8_SATURATE | KN_FP8_DIVIDE);
-        kn_active()->fp8_to_f32(x + i, buf, c, KN_FP8_E4M3, s);
+        kn_active()->f32_to_fp8(buf, x + i, c, fmt, s, KN_FP8_SATURATE | KN_FP8_DIVIDE);
+        kn_active()->fp8_to_f32(x + i, buf, c, fmt, s);
     }
+}
+
+static void round_e4m3(float *x, size_t n, float s)
+{
+    eng__fp8_round(x, n, s, KN_FP8_E4M3);
 }
 
 void eng__fp8_attn(eng_model *m, int li, float *q, float *k, float *v, size_t rows)
@@ -189,6 +193,10 @@ void eng__fp8_attn(eng_model *m, int li, float *q, float *k, float *v, size_t ro
         if (f->v_scale[li] > 0.0f)
             round_e4m3(v, rows * kvd, f->v_scale[li]);
     }
+    /* matmul_qk's q operand (its k operand is rounded where attention
+     * reads the cache: after the cache's own rounding, as INC does). */
+    if (f->mode == QT_MODE_QUANTIZE && f->qk_scale[2 * li] > 0.0f)
+        eng__fp8_round(q, rows * qd, f->qk_scale[2 * li], f->fmt);
 }
 
 bool eng__fp8_kv_cache(const eng_model *m)

@@ -303,20 +303,13 @@ static int quantize_all(eng_model *m, char *err, size_t errlen)
     }
     for (int i = 0; i < 2 * m->cfg.n_layers; i++) {
         qt_module *mods[2] = {f->mm_mod[i], f->kv_mod[i]};
-        for (int j = 0; j < 2; j++) {
-            if (mods[j] == NULL || !qt_module_was_observed(mods[j]))
-                continue;
-            if (qt_module_history(mods[j]) != NULL)
+        for (int j = 0; j < 2; j++)
+            if (mods[j] != NULL && qt_module_was_observed(mods[j]) &&
+                qt_module_history(mods[j]) != NULL)
                 qt_history_update(qt_module_history(mods[j]), &f->recipe, NULL);
-            if ((rc = qt_module_compute_scales(mods[j], &f->params, NULL, err, errlen)) < 0)
-                return rc;
-        }
-        if (f->kv_mod[i] != NULL && qt_module_was_observed(f->kv_mod[i]))
-            ((i & 1) ? f->v_scale : f->k_scale)[i / 2] =
-                f->opts.wscale != ENG_FP8_W_CONFIG || f->has_recipe
-                    ? act_descale(f, f->kv_mod[i], QT_SLOT_INPUT, 0, 0)
-                    : qt_module_descales(f->kv_mod[i], QT_SLOT_INPUT, 0, NULL)[0];
     }
+    if ((rc = eng__fp8_attn_scales(m, err, errlen)) < 0)
+        return rc;
     if (f->opts.kv_fp8)
         for (int i = 0; i < m->cfg.n_layers; i++)
             if (!(f->k_scale[i] > 0.0f) || !(f->v_scale[i] > 0.0f)) {
@@ -462,4 +455,33 @@ void eng__fp8_step_end(eng_model *m)
         if (h != NULL)
             qt_history_update(h, &f->recipe, NULL);
     }
+}
+
+int eng__fp8_attn_scales(eng_model *m, char *err, size_t errlen)
+{
+    eng_fp8 *f = m->fp8;
+    int rc;
+
+    for (int i = 0; i < 2 * m->cfg.n_layers; i++) {
+        qt_module *mods[2] = {f->mm_mod[i], f->kv_mod[i]};
+        for (int j = 0; j < 2; j++)
+            if (mods[j] != NULL && qt_module_was_observed(mods[j]) &&
+                (rc = qt_module_compute_scales(mods[j], &f->params, NULL, err, errlen)) < 0)
+                return rc;
+        if (f->kv_mod[i] != NULL && qt_module_was_observed(f->kv_mod[i]))
+            ((i & 1) ? f->v_scale : f->k_scale)[i / 2] =
+                act_descale(f, f->kv_mod[i], QT_SLOT_INPUT, 0, 0);
+    }
+    /* matmul_qk (opts.qk_fp8): q and k rounded through FP8 with static
+     * scales, only when activations are quantized statically. */
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        qt_module *mm = f->mm_mod[2 * l];
+        bool on = mm != NULL && f->opts.qk_fp8 && f->opts.act == ENG_FP8_ACT_STATIC &&
+                  m->cfg.head_size <= ENG_FP8_KV_MAX_HS &&
+                  !isnan(qt_module_measured(mm, QT_SLOT_INPUT, 0)) &&
+                  !isnan(qt_module_measured(mm, QT_SLOT_INPUT, 1));
+        f->qk_scale[2 * l] = on ? act_descale(f, mm, QT_SLOT_INPUT, 0, 0) : 0.0f;
+        f->qk_scale[2 * l + 1] = on ? act_descale(f, mm, QT_SLOT_INPUT, 1, 1) : 0.0f;
+    }
+    return 0;
 }

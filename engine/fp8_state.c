@@ -88,9 +88,10 @@ int eng__fp8_state_save(eng_model *m, const char *path, char *err, size_t errlen
     int rc = 0;
 
     json_object_set_new(root, "fp8d_state", json_integer(STATE_VERSION));
-    json_object_set_new(root, "opts", json_pack("{s:s, s:s, s:b}", "act", k_act[f->opts.act],
-                                                "wscale", k_wscale[f->opts.wscale], "kv_fp8",
-                                                f->opts.kv_fp8));
+    json_object_set_new(root, "opts", json_pack("{s:s, s:s, s:b, s:b}", "act",
+                                                k_act[f->opts.act], "wscale",
+                                                k_wscale[f->opts.wscale], "kv_fp8",
+                                                f->opts.kv_fp8, "qk_fp8", f->opts.qk_fp8));
     json_object_set_new(root, "format", json_string(f->fmt == KN_FP8_E5M2 ? "E5M2" : "E4M3"));
     if (f->set != NULL) {
         cfg = json_pack("{s:s, s:s, s:s, s:s, s:{s:f, s:f}, s:b}",
@@ -263,6 +264,7 @@ static int restore(eng_model *m, const json_t *root, const char *dir, const char
     f->opts.act = (eng_fp8_act)a;
     f->opts.wscale = (eng_fp8_wscale)w;
     f->opts.kv_fp8 = json_is_true(json_object_get(opts, "kv_fp8"));
+    f->opts.qk_fp8 = json_is_true(json_object_get(opts, "qk_fp8"));   /* absent: false */
     if (!json_is_object(cfgj))
         return 0;                       /* no module state was saved */
     if ((text = json_dumps(cfgj, JSON_COMPACT)) == NULL)
@@ -347,6 +349,10 @@ static int restore(eng_model *m, const json_t *root, const char *dir, const char
         if (rc < 0)
             goto out;
     }
+    /* matmul_qk scales are not tensors of the checkpoint: recomputed from
+     * the restored measurements and histories, as QUANTIZE computed them */
+    if ((rc = eng__fp8_attn_scales(m, err, errlen)) < 0)
+        goto out;
     rc = 0;
 out:
     qt_config_free(c);

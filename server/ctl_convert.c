@@ -23,7 +23,7 @@
 static const char g_usage[] =
     "usage: fp8ctl convert --model DIR --calib FILE --out DIR [--config fp8.json]\n"
     "                      [--recipe recipe.json] [--scheme minmax-channel|minmax-tensor|config]\n"
-    "                      [--act static|dynamic|none] [--kv-fp8] [--block] [--ctx N]\n"
+    "                      [--act static|dynamic|none] [--kv-fp8] [--qk-fp8] [--block] [--ctx N]\n"
     "                      [--max-seqs N] [--threads T]\n"
     "MEASURE on the calibration text (windows of ctx-1 tokens after BOS, default ctx 256),\n"
     "QUANTIZE from memory, write a compressed-tensors float-quantized directory (--block:\n"
@@ -120,6 +120,9 @@ static int parse(int argc, char **argv, conv_opts *o)
             }
         } else if (strcmp(a, "--kv-fp8") == 0) {
             o->fo.kv_fp8 = true;
+            used = 0;
+        } else if (strcmp(a, "--qk-fp8") == 0) {
+            o->fo.qk_fp8 = true;
             used = 0;
         } else if (strcmp(a, "--block") == 0) {
             o->block = true;

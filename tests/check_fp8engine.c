@@ -399,11 +399,12 @@ typedef struct nf_quant {
     float in_s[NL][7];       /* > 0 static, < 0 per-token dynamic, 0 weight-only */
     kn_fp8_format fmt;
     float k_s[NL], v_s[NL];  /* > 0: E4M3 KV cache */
+    float qk_q[NL], qk_k[NL]; /* > 0: q and k of q.k^T rounded through fmt (matmul_qk) */
 } nf_quant;
 
 typedef struct nf_amax {
     float in[NL][7];
-    float k[NL], v[NL];
+    float q[NL], k[NL], v[NL];
 } nf_amax;
 
 static float *st_f32(const eng_st_file *st, const char *name, size_t *n)
@@ -542,6 +543,7 @@ static void nf_forward(const nf_model *nm, const nf_quant *qz, const int32_t *id
             for (int h = 0; h < NKV; h++)
                 nf_rope(k + p * KVD + h * HS, p);
             if (am != NULL) {
+                am->q[l] = fmaxf(am->q[l], amax_of(q + p * QD, QD));
                 am->k[l] = fmaxf(am->k[l], amax_of(k + p * KVD, KVD));
                 am->v[l] = fmaxf(am->v[l], amax_of(v + p * KVD, KVD));
             }
@@ -557,8 +559,14 @@ static void nf_forward(const nf_model *nm, const nf_quant *qz, const int32_t *id
                 double mx = -1e300, sum = 0;
                 for (int t = 0; t <= p; t++) {
                     double dd = 0;
-                    for (int i = 0; i < HS; i++)
-                        dd += (double)q[p * QD + h * HS + i] * k[t * KVD + gk * HS + i];
+                    for (int i = 0; i < HS; i++) {
+                        float qa = q[p * QD + h * HS + i], kb = k[t * KVD + gk * HS + i];
+                        if (qz != NULL && qz->qk_q[l] > 0) {
+                            qa = qdq(qa, qz->qk_q[l], qz->fmt);
+                            kb = qdq(kb, qz->qk_k[l], qz->fmt);
+                        }
+                        dd += (double)qa * kb;
+                    }
                     sc[t] = (float)(dd / sqrt(HS));
                     mx = sc[t] > mx ? sc[t] : mx;
                 }
@@ -620,7 +628,7 @@ static float pow2down_descale(float amax, float F)
 
 static void nf_build_quant(nf_quant *qz, const nf_model *nm, const nf_amax *am, scheme sc,
                            kn_fp8_format fmt, int act /* 1 static, -1 dynamic, 0 none */,
-                           bool kv)
+                           bool kv, bool qk)
 {
     float F = kn_fp8_max(fmt);
     memset(qz, 0, sizeof(*qz));
@@ -658,6 +666,14 @@ static void nf_build_quant(nf_quant *qz, const nf_model *nm, const nf_amax *am, 
             qz->k_s[l] = am->k[l] / 448.0f;
             qz->v_s[l] = am->v[l] / 448.0f;
         }
+        if (act > 0 && qk)   /* matmul_qk operands: the same rule as Linear inputs */
+            for (int j = 0; j < 2; j++) {
+                float a = j == 0 ? am->q[l] : am->k[l];
+                float sc2 = sc == SCH_MINMAX_CH || sc == SCH_MINMAX_T ? a / F
+                          : sc == SCH_DELAYED ? pow2down_descale(a, F)
+                                              : pow2up(a / (F * 0.25f));
+                (j == 0 ? qz->qk_q : qz->qk_k)[l] = sc2;
+            }
     }
 }
 
@@ -771,7 +787,7 @@ START_TEST(test_quantize_matches_plain_reference)
     memset(&am, 0, sizeof(am));
     for (int i = 0; i < N_CAL; i++)
         nf_forward(&nm, NULL, g_cal[i], T_CAL, NULL, &am);
-    nf_build_quant(&qz, &nm, &am, mc->sch, mc->fmt, mc->ref_act, mc->kv);
+    nf_build_quant(&qz, &nm, &am, mc->sch, mc->fmt, mc->ref_act, mc->kv, false);
     nf_forward(&nm, &qz, g_test, T_TEST, ref, NULL);
 
     eng_fp8_opts_default(&o);
@@ -813,6 +829,75 @@ START_TEST(test_quantize_matches_plain_reference)
     nf_free(&nm);
     eng_model_free(m);
     qt_config_free(c);
+}
+END_TEST
+
+static double mean_abs(const float *a, const float *b, size_t n)
+{
+    double s2 = 0;
+    for (size_t i = 0; i < n; i++)
+        s2 += fabs((double)a[i] - b[i]);
+    return s2 / (double)n;
+}
+
+/* qk_fp8: q and k of q.k^T rounded through E4M3 with matmul_qk's static
+ * scales (amax / 448 with minmax).  A value on an FP8 rounding boundary
+ * flips between two f32 implementations and this random model amplifies
+ * a flipped score (0.1 in the logits), so the check is comparative: the
+ * engine is much nearer the reference with q.k^T rounding than to the
+ * one without, and agrees on the top-1 token almost everywhere. */
+START_TEST(test_qk_fp8_vs_reference)
+{
+    nf_model nm;
+    nf_amax am;
+    nf_quant with, without;
+    eng_fp8_opts o;
+    size_t n = (size_t)T_TEST * VOCAB;
+    float *rq = malloc(n * 4), *r0 = malloc(n * 4);
+    qt_config *c = make_config("");
+    eng_model *m = load_dir(bf16_dir());
+
+    make_ids();
+    nf_load(&nm, bf16_dir());
+    memset(&am, 0, sizeof(am));
+    for (int i = 0; i < N_CAL; i++)
+        nf_forward(&nm, NULL, g_cal[i], T_CAL, NULL, &am);
+    nf_build_quant(&with, &nm, &am, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false, true);
+    nf_build_quant(&without, &nm, &am, SCH_MINMAX_CH, KN_FP8_E4M3, 1, false, false);
+    nf_forward(&nm, &with, g_test, T_TEST, rq, NULL);
+    nf_forward(&nm, &without, g_test, T_TEST, r0, NULL);
+    eng_fp8_opts_default(&o);
+    o.wscale = ENG_FP8_W_MINMAX_CHANNEL;
+    o.qk_fp8 = true;
+    ck_assert(eng_fp8_prepare(m, c, NULL, &o, g_err, sizeof(g_err)) == 0);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    float *got = run_logits(m, g_test, T_TEST);
+    double dq = mean_abs(got, rq, n), d0 = mean_abs(got, r0, n);
+    long agree = 0;
+    for (int t = 0; t < T_TEST; t++) {
+        int a = 0, b = 0;
+        for (int v = 1; v < VOCAB; v++) {
+            a = got[t * VOCAB + v] > got[t * VOCAB + a] ? v : a;
+            b = rq[t * VOCAB + v] > rq[t * VOCAB + b] ? v : b;
+        }
+        agree += a == b;
+    }
+    printf("  qk_fp8: mean |diff| %.3g to the q.k^T-rounded reference, %.3g to the one "
+           "without; top-1 %ld/%d; max %.3g\n", dq, d0, agree, T_TEST, diff(got, rq, n).max_abs);
+    ck_assert_msg(dq < 0.5 * d0, "engine not nearer the q.k^T-rounded reference (%g vs %g)", dq,
+                  d0);
+    ck_assert(agree >= T_TEST - 2);
+    /* the first positions (before any boundary flip) agree tightly */
+    ck_assert(diff(got, rq, 2 * VOCAB).max_abs <= 1e-3);
+    free(got);
+    free(rq);
+    free(r0);
+    nf_quant_free(&with);
+    nf_quant_free(&without);
+    nf_free(&nm);
+    qt_config_free(c);
+    eng_model_free(m);
 }
 END_TEST
 
@@ -1074,16 +1159,16 @@ typedef struct export_case {
     const char *recipe;
     eng_fp8_wscale wscale;
     eng_fp8_act act;
-    bool kv;
+    bool kv, qk;
 } export_case;
 
 static const export_case k_export[] = {
-    {"", NULL, ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, true},
-    {"\"scale_method\": \"maxabs_pow2\"", NULL, ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false},
+    {"", NULL, ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_STATIC, true, true},
+    {"\"scale_method\": \"maxabs_pow2\"", NULL, ENG_FP8_W_CONFIG, ENG_FP8_ACT_STATIC, false, false},
     {"", "{\"fp8_format\": \"HYBRID\", \"amax_history_len\": 8}", ENG_FP8_W_CONFIG,
-     ENG_FP8_ACT_STATIC, false},
-    {"", NULL, ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_DYNAMIC, false},
-    {"", NULL, ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_NONE, false},
+     ENG_FP8_ACT_STATIC, false, false},
+    {"", NULL, ENG_FP8_W_MINMAX_TENSOR, ENG_FP8_ACT_DYNAMIC, false, false},
+    {"", NULL, ENG_FP8_W_MINMAX_CHANNEL, ENG_FP8_ACT_NONE, false, false},
 };
 
 /* calibrate -> QUANTIZE -> export -> load in a fresh process: identical
@@ -1105,6 +1190,7 @@ START_TEST(test_export_reload_identical)
     o.wscale = ec->wscale;
     o.act = ec->act;
     o.kv_fp8 = ec->kv;
+    o.qk_fp8 = ec->qk;
     if (ec->recipe != NULL)
         ck_assert(qt_recipe_parse(&r, ec->recipe, g_err, sizeof(g_err)) == 0);
     ck_assert_msg(eng_fp8_prepare(m, c, ec->recipe ? &r : NULL, &o, g_err, sizeof(g_err)) == 0,
@@ -1312,6 +1398,7 @@ static Suite *fp8engine_suite(void)
     tcase_add_test(tc, test_auto_mode);
     tcase_add_test(tc, test_bad_measurements);
     tcase_add_test(tc, test_measure_history_rolls);
+    tcase_add_test(tc, test_qk_fp8_vs_reference);
     suite_add_tcase(s, tc);
     tc = tcase_create("export");
     tcase_set_timeout(tc, 120);

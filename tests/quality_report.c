@@ -33,41 +33,43 @@ typedef struct qcase {
     const char  *recipe;       /* DelayedScaling JSON or NULL */
     eng_fp8_act  act;
     eng_fp8_wscale wscale;
-    bool         kv;
+    bool         kv, qk;
 } qcase;
 
 #define CFG(x) "{\"mode\": \"MEASURE\", \"dump_stats_path\": \"/tmp/fp8d_quality/m\", " \
                "\"blocklist\": {\"names\": [\"lm_head\"], \"types\": []}" x "}"
 
 static const qcase k_cases[] = {
-    {"F32 (reference)", "f32", false, NULL, NULL, 0, 0, false},
-    {"BF16 weights", "bf16", false, NULL, NULL, 0, 0, false},
+    {"F32 (reference)", "f32", false, NULL, NULL, 0, 0, false, false},
+    {"BF16 weights", "bf16", false, NULL, NULL, 0, 0, false, false},
     {"E4M3 weight-only, per-channel", "f32", true, CFG(""), NULL, ENG_FP8_ACT_NONE,
-     ENG_FP8_W_MINMAX_CHANNEL, false},
+     ENG_FP8_W_MINMAX_CHANNEL, false, false},
     {"E4M3 W8A8 per-tensor (minmax)", "f32", true, CFG(""), NULL, ENG_FP8_ACT_STATIC,
-     ENG_FP8_W_MINMAX_TENSOR, false},
+     ENG_FP8_W_MINMAX_TENSOR, false, false},
     {"E4M3 W8A8 per-channel (minmax)", "f32", true, CFG(""), NULL, ENG_FP8_ACT_STATIC,
-     ENG_FP8_W_MINMAX_CHANNEL, false},
+     ENG_FP8_W_MINMAX_CHANNEL, false, false},
     {"E4M3 W8A8 per-channel, dynamic act", "f32", true, CFG(""), NULL, ENG_FP8_ACT_DYNAMIC,
-     ENG_FP8_W_MINMAX_CHANNEL, false},
+     ENG_FP8_W_MINMAX_CHANNEL, false, false},
     {"E5M2 W8A8 per-channel (minmax)", "f32", true, CFG(", \"fp8_config\": \"E5M2\""), NULL,
-     ENG_FP8_ACT_STATIC, ENG_FP8_W_MINMAX_CHANNEL, false},
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_MINMAX_CHANNEL, false, false},
     {"HYBRID recipe (delayed, pow2_down)", "f32", true, CFG(""),
      "{\"fp8_format\": \"HYBRID\", \"amax_history_len\": 16}", ENG_FP8_ACT_STATIC,
-     ENG_FP8_W_CONFIG, false},
+     ENG_FP8_W_CONFIG, false, false},
     {"INC maxabs_hw", "f32", true, CFG(", \"scale_method\": \"maxabs_hw\""), NULL,
-     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false},
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false, false},
     {"INC maxabs_pow2", "f32", true, CFG(", \"scale_method\": \"maxabs_pow2\""), NULL,
-     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false},
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false, false},
     {"INC maxabs_arbitrary", "f32", true, CFG(", \"scale_method\": \"maxabs_arbitrary\""), NULL,
-     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false},
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false, false},
     {"INC act_maxabs_pow2_weights_pcs_maxabs_pow2", "f32", true,
      CFG(", \"scale_method\": \"act_maxabs_pow2_weights_pcs_maxabs_pow2\""), NULL,
-     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false},
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false, false},
     {"INC unit_scale", "f32", true, CFG(", \"scale_method\": \"unit_scale\""), NULL,
-     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false},
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_CONFIG, false, false},
     {"E4M3 W8A8 per-channel + FP8 KV cache", "f32", true, CFG(""), NULL, ENG_FP8_ACT_STATIC,
-     ENG_FP8_W_MINMAX_CHANNEL, true},
+     ENG_FP8_W_MINMAX_CHANNEL, true, false},
+    {"E4M3 W8A8 per-channel + FP8 KV + FP8 q.k^T", "f32", true, CFG(""), NULL,
+     ENG_FP8_ACT_STATIC, ENG_FP8_W_MINMAX_CHANNEL, true, true},
 };
 #define N_CASES (sizeof(k_cases) / sizeof(*k_cases))
 
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
         fo.act = q->act;
         fo.wscale = q->wscale;
         fo.kv_fp8 = q->kv;
+        fo.qk_fp8 = q->qk;
         if (qt_config_parse(&cfg, q->config, q->name, err, sizeof(err)) < 0 ||
             (q->recipe != NULL && qt_recipe_parse(&r, q->recipe, err, sizeof(err)) < 0) ||
             eng_fp8_prepare(models[c], cfg, q->recipe ? &r : NULL, &fo, err, sizeof(err)) < 0 ||
