@@ -9,11 +9,14 @@
 
 command -v node >/dev/null 2>&1 || skip "node not found (apt-get install nodejs npm)"
 command -v npm >/dev/null 2>&1 || skip "npm not found (apt-get install npm)"
-sdk=${FP8D_SDK_DIR:-${TMPDIR:-/tmp}/fp8d-openai-sdk-$(id -u)}
+# Pinned to the 4.x line: it supports Node 18 (Debian 12's nodejs), while
+# later majors ask for newer Node releases.
+sdk_version=4
+sdk=${FP8D_SDK_DIR:-${TMPDIR:-/tmp}/fp8d-openai-sdk$sdk_version-$(id -u)}
 mkdir -p "$sdk" || skip "cannot create $sdk"
 if [ ! -f "$sdk/node_modules/openai/package.json" ]; then
     [ -f "$sdk/package.json" ] || echo '{"private": true}' > "$sdk/package.json"
-    (cd "$sdk" && timeout 300 npm install --no-audit --no-fund --silent openai >/dev/null 2>&1) ||
+    (cd "$sdk" && timeout 300 npm install --no-audit --no-fund --silent "openai@$sdk_version" >/dev/null 2>&1) ||
         skip "npm install openai failed (no registry access?)"
 fi
 cp "$top_src/tests/openai/sdk.mjs" "$sdk/run.mjs"
