@@ -54,7 +54,7 @@ static void tl_cleanup(tlist *l)
     free(l->len);
 }
 
-#define TOK(l, i) ((l)->buf.p + (l)->off[i])
+#define TOK(l, i) ((l)->buf.p != NULL ? (l)->buf.p + (l)->off[i] : "")  /* only empty tokens */
 
 /* ByteLevel: every token back through the byte table (a token with a
  * character outside it contributes its raw bytes), then lossy UTF-8; the
