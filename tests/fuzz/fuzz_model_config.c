@@ -1,8 +1,10 @@
 /* fuzz_model_config.c: eng_model_config_parse on arbitrary bytes (the
  * input is the whole config.json).  On success every size the forward pass
- * divides by or allocates with must be at least 1, heads must group evenly,
- * and layer_sliding, when present, must hold n_layers entries (read here,
- * so ASan sees a short allocation). */
+ * divides by or allocates with must be at least 1 (a scaled RoPE's
+ * original_max_position_embeddings too), heads must group evenly, the
+ * floats must have survived their conversion, and layer_sliding, when
+ * present, must hold n_layers entries (read here, so ASan sees a short
+ * allocation). */
 #include "config.h"
 
 #include "engine/engine.h"
@@ -27,6 +29,9 @@ static void check_config(const eng_model_config *c)
     FUZZ_CHECK(c->partial_rotary > 0 && c->partial_rotary <= 1, "partial_rotary %g",
                (double)c->partial_rotary);
     FUZZ_CHECK(isfinite(c->rope_theta), "rope_theta %g", c->rope_theta);
+    FUZZ_CHECK(c->rope_type == ENG_ROPE_DEFAULT || c->rope_orig_max_pos >= 1,
+               "rope type %d with original_max_position_embeddings %d", (int)c->rope_type,
+               c->rope_orig_max_pos);
     if (c->layer_sliding != NULL)
         for (int i = 0; i < c->n_layers; i++)
             sum += c->layer_sliding[i];

@@ -377,7 +377,8 @@ def srv_config():
 ROUTES = ["GET /health", "HEAD /v1/health", "GET /livez", "GET /readyz", "GET /metrics",
           "GET /v1/models", "POST /v1/completions", "POST /v1/chat/completions",
           "POST /tokenize", "POST /detokenize", "GET /calibrate", "POST /calibrate",
-          "POST /health", "DELETE /v1/completions", "GET /metrics?x=1"]
+          "POST /health", "DELETE /v1/completions", "GET /metrics?x=1",
+          "POST /calibrate/save", "POST /calibrate/load", "HEAD /calibrate"]
 
 
 def api():
@@ -400,7 +401,14 @@ def api():
                            {"content": "x", "add_special": True, "with_pieces": True}],
         "POST /detokenize": [{"tokens": [0, 1, 2, 3, 100]}, {"tokens": [-1, 2**40]},
                              {"tokens": "abc"}],
-        "POST /calibrate": [{"action": "measure", "prompts": ["ROMEO:"]}, {"action": "bogus"}, []],
+        "POST /calibrate": [{"mode": "measure", "dataset": ["ROMEO:", "JULIET: soft"]},
+                            {"mode": "quantize"}, {"mode": "off", "reset": True},
+                            {"mode": "measure", "config": {"observer": "maxabs",
+                                                           "blocklist": {"names": ["lm_head"]}}},
+                            {"mode": "bogus"}, {"mode": "measure", "dataset": []}, []],
+        "POST /calibrate/save": [{"export": "run1"}, {"export": "../escape"}, {"export": "/etc/x"},
+                                 {"export": ".hidden"}, {"export": "a" * 100}, {}],
+        "POST /calibrate/load": [{}, {"export": "run1"}],
     }
     for r in ROUTES:
         put("api", "%02d-nobody" % R[r], bytes([R[r], 1]))
