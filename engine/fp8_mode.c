@@ -376,26 +376,40 @@ int eng_fp8_calibrate(eng_model *m, const int32_t *const *seqs, const size_t *le
         kn_errf(err, errlen, "FP8 calibration needs MEASURE mode");
         return QT_E_MODE;
     }
-    for (size_t i = 0; i < n_seqs; i++) {
+    /* Logits at every position, as a calibration forward in transformers
+     * computes them: otherwise lm_head sees no input, stays unmeasured and
+     * the dumped file cannot be loaded back.  Chunks of CALIB_CHUNK tokens
+     * bound the logits buffer for large vocabularies. */
+    enum { CALIB_CHUNK = 64 };
+    size_t vocab = (size_t)m->cfg.vocab_size;
+    float *logits = malloc(CALIB_CHUNK * vocab * sizeof(float));
+    int rc = 0;
+
+    if (logits == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n_seqs && rc == 0; i++) {
         eng_seq *s;
-        eng_batch_item it = {0};
-        int rc;
         if (lens[i] == 0)
             continue;
         if ((s = eng_seq_new(m, lens[i])) == NULL) {
             kn_errf(err, errlen, "calibration sequence %zu: %zu tokens do not fit the model "
                     "(or out of memory)", i, lens[i]);
-            return -EINVAL;
+            rc = -EINVAL;
+            break;
         }
-        it.seq = s;
-        it.tokens = seqs[i];
-        it.n_tokens = lens[i];
-        rc = eng_forward(m, &it, 1, err, errlen);
+        for (size_t off = 0; off < lens[i] && rc == 0; off += CALIB_CHUNK) {
+            eng_batch_item it = {0};
+            it.seq = s;
+            it.tokens = seqs[i] + off;
+            it.n_tokens = lens[i] - off < CALIB_CHUNK ? lens[i] - off : CALIB_CHUNK;
+            it.all_logits = true;
+            it.logits = logits;
+            rc = eng_forward(m, &it, 1, err, errlen);
+        }
         eng_seq_free(s);
-        if (rc < 0)
-            return rc;
     }
-    return 0;
+    free(logits);
+    return rc < 0 ? rc : 0;
 }
 
 int eng_fp8_dump_measurements(eng_model *m, char *err, size_t errlen)

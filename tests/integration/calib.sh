@@ -127,6 +127,20 @@ check "off again: the reference answer of the start" python3 -c "
 import json
 a = json.load(open('$work/p0'))['choices'][0]; b = json.load(open('$work/o1'))['choices'][0]
 assert a['text'] == b['text'] and a['logprobs'] == b['logprobs'], (a, b)"
+# A calibration on a dataset alone (reset: nothing from live traffic) must
+# save a file that loads back: lm_head is measured by the dataset run too.
+s=$(adm POST /calibrate '{"mode":"measure","reset":true,"dataset":["ROMEO: What say you?","JULIET: O Romeo, Romeo!"]}')
+check "dataset-only measure (reset): 202" [ "$s" = 202 ]
+check "transition finishes" settle
+s=$(adm POST /calibrate '{"mode":"quantize"}')
+check "quantize from the dataset-only measurements" settle
+s=$(adm POST /calibrate/save '{}')
+check "save finishes" settle
+check "save: no error" py "assert j['last_error'] is None, j"
+s=$(adm POST /calibrate/load '{}')
+check "load of the dataset-only file: 202" [ "$s" = 202 ]
+check "load finishes" settle
+check "after load: quantize, no error" py "assert j['mode'] == 'quantize' and j['last_error'] is None, j"
 kill -TERM "$daemon_pid"
 wait_exit "$daemon_pid"
 check "B: SIGTERM exit 0" [ "$exit_code" = 0 ]
