@@ -11,7 +11,8 @@
  *    with every repetition of every configuration (the host is shared and
  *    its bandwidth drifts: the ceilings use these).
  * 3. For each shape and mode, in a forked child (so that ru_maxrss is the
- *    peak RSS of that configuration alone), loads the model and measures
+ *    peak RSS of that configuration alone: taken after the first warm-up,
+ *    before the bandwidth buffer), loads the model and measures
  *    with each thread count (omp_set_num_threads; the model is loaded with
  *    n_threads 0 = the OpenMP default):
  *      decode     batch 1: 16-token prompt, then STEPS one-token forwards
@@ -515,6 +516,7 @@ typedef struct cfg_result {
     int ok;
     double tps[MAX_THREADS][N_PHASES];
     double rd4[MAX_THREADS];   /* read4 GB/s measured between the repetitions */
+    long rss_kb;               /* ru_maxrss before the bandwidth buffer */
     double load_s, quant_s;
     char err[256];
 } cfg_result;
@@ -636,13 +638,6 @@ static void run_config(const shape_def *sh, int mode, const char *dir, const cha
     }
     random_ids(ids, n_ids, sh->vocab, 4242);
     size_t bw_len = g_opt.bw_mb << 20;
-    if (posix_memalign((void **)&bw_buf, 2u << 20, bw_len) != 0) {
-        bw_buf = NULL;
-        snprintf(err, el, "out of memory");
-        goto out;
-    }
-    (void)madvise(bw_buf, bw_len, MADV_HUGEPAGE);
-    memset(bw_buf, 1, bw_len);
     for (int ti = 0; ti < g_opt.n_threads; ti++) {
         double t[N_PHASES][64], bw[64];
         int nr = reps < 64 ? reps : 64;
@@ -651,6 +646,20 @@ static void run_config(const shape_def *sh, int mode, const char *dir, const cha
         if (time_prefill(m, sp, ids + B8 * 64, 512, lg, err, el) < 0 ||
             time_decode(m, s, B8, ids, lg, V, err, el) < 0)
             goto out;
+        if (bw_buf == NULL) {
+            /* the peak RSS of the configuration: load, quantization and
+             * every phase's buffers, before the bandwidth buffer */
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            res->rss_kb = ru.ru_maxrss;
+            if (posix_memalign((void **)&bw_buf, 2u << 20, bw_len) != 0) {
+                bw_buf = NULL;
+                snprintf(err, el, "out of memory");
+                goto out;
+            }
+            (void)madvise(bw_buf, bw_len, MADV_HUGEPAGE);
+            memset(bw_buf, 1, bw_len);
+        }
         /* phases interleaved per repetition: the host is shared */
         for (int r = 0; r < nr; r++) {
             double b3[3];
@@ -876,6 +885,8 @@ int main(void)
             if (rc == -ECHILD)
                 snprintf(res[mode].err, sizeof(res[mode].err), "the child process died");
             ran[mode] = 1;
+            if (res[mode].rss_kb > 0)
+                rss[mode] = res[mode].rss_kb;   /* without the bandwidth buffer */
             if (!res[mode].ok) {
                 fprintf(stderr, "bench_model: %s %s: %s\n", sh->name, kModeName[mode],
                         res[mode].err);
