@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,12 @@ static int parse_rope(eng_model_config *c, const json_t *root, const char *path,
         (rc = get_num(d, "mscale_all_dim", 0.0, &c->rope_mscale_all_dim, path, err, errlen)) < 0 ||
         (rc = get_bool(d, "truncate", true, &c->rope_truncate, path, err, errlen)) < 0)
         return rc;
+    /* Checked before the cast: an out-of-range double to int is undefined. */
+    if (!(orig >= 1 && orig <= (double)(1 << 24)) || orig != floor(orig)) {
+        kn_errf(err, errlen, "%s: rope %s original_max_position_embeddings must be an integer "
+                "in [1, %d]", path, type, 1 << 24);
+        return ENG_E_FORMAT;
+    }
     c->rope_orig_max_pos = (int)orig;
     if (c->rope_factor < 0 && c->rope_type == ENG_ROPE_YARN && orig > 0)
         c->rope_factor = (double)c->max_pos / orig;   /* current HF rule: only when absent */
@@ -279,6 +286,11 @@ static int parse_root(eng_model_config *c, const json_t *root, const char *path,
         (rc = get_int(root, "head_dim", c->arch == ENG_ARCH_QWEN3 ? 128 : c->dim / c->n_heads,
                       4096, &c->head_size, path, err, errlen)) < 0)
         return rc;
+    if (c->head_size < 1) {   /* the default dim / n_heads rounds to 0 */
+        kn_errf(err, errlen, "%s: hidden_size %d is smaller than num_attention_heads %d and "
+                "head_dim is absent: head size would be 0", path, c->dim, c->n_heads);
+        return ENG_E_FORMAT;
+    }
     if (c->n_heads % c->n_kv_heads != 0) {
         kn_errf(err, errlen, "%s: num_attention_heads %d is not a multiple of "
                 "num_key_value_heads %d", path, c->n_heads, c->n_kv_heads);
@@ -291,9 +303,10 @@ static int parse_root(eng_model_config *c, const json_t *root, const char *path,
         (rc = get_bool(root, "attention_bias", false, &c->attn_bias, path, err, errlen)) < 0 ||
         (rc = get_bool(root, "mlp_bias", false, &c->mlp_bias, path, err, errlen)) < 0)
         return rc;
-    if (!(eps > 0) || !(prf > 0 && prf <= 1)) {
-        kn_errf(err, errlen, "%s: rms_norm_eps must be > 0 and partial_rotary_factor in (0, 1]",
-                path);
+    /* eps is used as a float: it must stay a normal, finite float. */
+    if (!(eps >= FLT_MIN && eps <= 1.0) || !(prf > 0 && prf <= 1)) {
+        kn_errf(err, errlen, "%s: rms_norm_eps must be in [%g, 1] and partial_rotary_factor "
+                "in (0, 1]", path, (double)FLT_MIN);
         return ENG_E_FORMAT;
     }
     c->rms_eps = (float)eps;
