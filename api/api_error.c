@@ -92,17 +92,73 @@ int api__json_response(api_response *out, int status, const char *json)
     return 0;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
+ * no surrogates, at most U+10FFFF), or 0 if the bytes there are not one. */
+static size_t utf8_seq_len(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    if (avail < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* Messages may quote client bytes (jansson's parse errors do), and a JSON
+ * string must be UTF-8: each byte that starts no valid sequence becomes
+ * '?'.  Returns a malloc'd copy, or NULL when out of memory. */
+static char *utf8_sanitize(const char *msg)
+{
+    size_t len = strlen(msg), i = 0;
+    char *out = malloc(len + 1);
+
+    if (out == NULL)
+        return NULL;
+    while (i < len) {
+        size_t n = utf8_seq_len((const unsigned char *)msg + i, len - i);
+        if (n == 0) {
+            out[i++] = '?';
+            continue;
+        }
+        memcpy(out + i, msg + i, n);
+        i += n;
+    }
+    out[len] = '\0';
+    return out;
+}
+
 int api_error_response(api_response *out, int status, const char *message)
 {
     json_t *o;
-    char *s;
+    char *s, *clean;
     int rc;
 
+    if ((clean = utf8_sanitize(message != NULL ? message : "")) == NULL)
+        return out_of_memory(out);
     o = json_pack("{s:{s:s, s:s, s:s, s:i}}", "error",
-                  "message", message != NULL ? message : "",
+                  "message", clean,
                   "type", api_error_type(status),
                   "code", api_error_code(status),
                   "status", status);
+    free(clean);
     if (o == NULL)
         return out_of_memory(out);
     s = json_dumps(o, JSON_COMPACT);
