@@ -78,6 +78,45 @@ void qt__filter_cleanup(qt__filter *f)
     memset(f, 0, sizeof(*f));
 }
 
+/* Module-name patterns are short.  glibc's regcomp takes minutes and
+ * gigabytes on stacked quantifiers ("a++++..."; found by fuzzing), and a
+ * pattern can arrive over POST /calibrate: refuse long patterns and a
+ * quantifier that directly follows another (outside brackets, unescaped). */
+#define QT_PATTERN_MAX 256
+
+static bool pattern_is_tame(const char *p, const char **why)
+{
+    bool prev_quant = false;
+
+    if (strlen(p) > QT_PATTERN_MAX) {
+        *why = "longer than 256 characters";
+        return false;
+    }
+    for (; *p != '\0'; p++) {
+        bool quant = false;
+        if (*p == '\\') {
+            if (p[1] != '\0')
+                p++;
+        } else if (*p == '[') {                    /* skip a bracket expression */
+            p++;
+            if (*p == '^') p++;
+            if (*p == ']') p++;
+            while (*p != '\0' && *p != ']') p++;
+            if (*p == '\0') break;
+        } else if (*p == '*' || *p == '+' || *p == '?' || *p == '{') {
+            if (prev_quant) {
+                *why = "a quantifier follows another quantifier";
+                return false;
+            }
+            if (*p == '{')
+                while (p[1] != '\0' && *p != '}') p++;
+            quant = true;
+        }
+        prev_quant = quant;
+    }
+    return true;
+}
+
 int qt__filter_add_name(qt__filter *f, const char *pattern, const char *what, char *err,
                         size_t errlen)
 {
@@ -92,6 +131,11 @@ int qt__filter_add_name(qt__filter *f, const char *pattern, const char *what, ch
     if ((pats = realloc(f->patterns, (f->n_names + 1) * sizeof(char *))) == NULL)
         return -ENOMEM;
     f->patterns = pats;
+    const char *why;
+    if (!pattern_is_tame(pattern, &why)) {
+        kn_errf(err, errlen, "%s: regular expression \"%.64s\" refused: %s", what, pattern, why);
+        return QT_E_CONFIG;
+    }
     /* REG_NOSUB: only "does it match anywhere" is needed (re.search). */
     if ((rc = regcomp(&re[f->n_names], pattern, REG_EXTENDED | REG_NOSUB)) != 0) {
         regerror(rc, &re[f->n_names], msg, sizeof(msg));

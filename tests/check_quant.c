@@ -423,6 +423,10 @@ static const struct {
     {"{\"device_for_scales\": \"gaudi1\"}", QT_E_CONFIG, "\"gaudi1\""},
     {"{\"allowlist\": {\"names\": [\"(unclosed\"]}}", QT_E_CONFIG, "allowlist.names[0]"},
     {"{\"allowlist\": {\"nams\": []}}", QT_E_UNKNOWN_KEY, "allowlist.nams"},
+    /* stacked quantifiers make glibc's regcomp take minutes (fuzzing) */
+    {"{\"allowlist\": {\"names\": [\"l0Y+++++++++++++++++++++++++++++++++++++++\"]}}",
+     QT_E_CONFIG, "quantifier follows another"},
+    {"{\"blocklist\": {\"names\": [\"a*?\"]}}", QT_E_CONFIG, "blocklist.names[0]"},
     {"{\"allowlist\": []}", QT_E_CONFIG, "\"allowlist\""},
     {"{\"blocklist\": {\"types\": [\"Lineer\"]}}", QT_E_CONFIG, "\"Lineer\""},
     {"{\"blocklist\": {\"names\": \"lm_head\"}}", QT_E_CONFIG, "blocklist.names"},
