@@ -146,10 +146,15 @@ static int flush_bytes(tlist *out, tok_buf *run)
     return rc;
 }
 
-static int dec_bytefallback(const tlist *in, tlist *out, tok_buf *run)
+/* *open is set when the last token is a byte token: the run it ends is
+ * still open, and the next token may turn it invalid (then every byte of
+ * it, the valid ones before included, becomes U+FFFD). */
+static int dec_bytefallback(const tlist *in, tlist *out, tok_buf *run, bool *open)
 {
     int rc;
     run->len = 0;
+    if (in->n > 0 && byte_token(TOK(in, in->n - 1), in->len[in->n - 1]) >= 0)
+        *open = true;
     for (size_t i = 0; i < in->n; i++) {
         int b = byte_token(TOK(in, i), in->len[i]);
         if (b >= 0) {
@@ -260,9 +265,13 @@ int eng_tokenizer_decode_ex(const eng_tokenizer *t, const int32_t *ids, size_t n
     return rc;
 }
 
-int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
-                         bool skip_special, char **text, size_t *len)
+/* The full decode; *open (when not NULL) tells whether the text of the
+ * last tokens may still change with the tokens after them (an unfinished
+ * byte-fallback run). */
+static int decode_ids(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
+                      bool skip_special, char **text, size_t *len, bool *open)
 {
+    bool open_ = false;
     tlist a = { 0 }, b = { 0 };
     tok_buf tmp = { 0 }, res = { 0 };
     int rc = 0;
@@ -281,7 +290,7 @@ int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n_id
         switch (d->type) {
         case TOK_DEC_BYTELEVEL:    rc = dec_bytelevel(t, &a, &b, &tmp); break;
         case TOK_DEC_REPLACE:      rc = dec_replace(d, &a, &b); break;
-        case TOK_DEC_BYTEFALLBACK: rc = dec_bytefallback(&a, &b, &tmp); break;
+        case TOK_DEC_BYTEFALLBACK: rc = dec_bytefallback(&a, &b, &tmp, &open_); break;
         case TOK_DEC_FUSE:         rc = dec_fuse(&a, &b); break;
         case TOK_DEC_STRIP:        rc = dec_strip(d, &a, &b); break;
         case TOK_DEC_METASPACE:    rc = dec_metaspace(d, &a, &b, 0); break;
@@ -313,7 +322,15 @@ int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n_id
     }
     *text = res.p;
     *len = res.len;
+    if (open != NULL)
+        *open = open_;
     return 0;
+}
+
+int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
+                         bool skip_special, char **text, size_t *len)
+{
+    return decode_ids(t, ids, n_ids, skip_special, text, len, NULL);
 }
 
 /* ---- streaming -------------------------------------------------------- */
@@ -373,6 +390,7 @@ int eng_detok_push(eng_detok *d, int32_t id, const char **text, size_t *len)
 {
     char *s = NULL;
     size_t n;
+    bool open = false;
     int rc;
 
     *text = "";
@@ -386,21 +404,20 @@ int eng_detok_push(eng_detok *d, int32_t id, const char **text, size_t *len)
         d->cap_ids = cap;
     }
     d->ids[d->n_ids++] = id;
-    if ((rc = eng_tokenizer_decode(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n)) < 0)
+    if ((rc = decode_ids(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n, &open)) < 0)
         return rc;
-    /* Hold back while the new text is not longer (a dropped special id)
-     * or ends in an incomplete character.  A window whose decode no
-     * longer starts with the prefix (a decoder that looks across
-     * tokens) is emitted from where they agree: nothing is lost. */
-    if (n <= d->prefix_len || ends_fffd(s, n)) {
+    /* Hold back while the window ends in a byte-fallback run that the next
+     * token may still turn invalid (the whole run then becomes U+FFFD, its
+     * valid characters included), while the new text is not longer (a
+     * dropped special id) or ends in an incomplete character, and while it
+     * no longer starts with the prefix (a decoder that looks across
+     * tokens): what is emitted is never taken back, so it must already be
+     * what the full decode has there. */
+    if (open || n <= d->prefix_len || ends_fffd(s, n) ||
+        memcmp(s, d->prefix ? d->prefix : "", d->prefix_len) != 0) {
         free(s);
         return 0;
     }
-    size_t common = 0;
-    while (common < d->prefix_len && s[common] == d->prefix[common])
-        common++;
-    if (common < d->prefix_len)
-        ENG_TOK_LOG(KN_LOG_DEBUG, "detok: window decode diverged from its prefix");
     rc = emit(d, s, d->prefix_len, n, text, len);
     free(s);
     if (rc < 0)
@@ -412,6 +429,7 @@ int eng_detok_push(eng_detok *d, int32_t id, const char **text, size_t *len)
     d->prefix_index = keep;
     free(d->prefix);
     d->prefix = NULL;
+    d->prefix_len = 0;
     return eng_tokenizer_decode(d->tok, d->ids, d->n_ids, d->skip_special, &d->prefix,
                                 &d->prefix_len);
 }
@@ -426,8 +444,19 @@ int eng_detok_flush(eng_detok *d, const char **text, size_t *len)
     *len = 0;
     if ((rc = eng_tokenizer_decode(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n)) < 0)
         return rc;
-    if (n > d->prefix_len)
-        rc = emit(d, s, d->prefix_len, n, text, len);
+    size_t from = d->prefix_len;
+    if (n < from || memcmp(s, d->prefix ? d->prefix : "", from) != 0) {
+        /* Cannot happen with the decoders push knows about; give the rest
+         * from where they agree, on a character boundary. */
+        ENG_TOK_LOG(KN_LOG_DEBUG, "detok: window decode diverged from its prefix");
+        from = 0;
+        while (from < n && from < d->prefix_len && s[from] == d->prefix[from])
+            from++;
+        while (from > 0 && from < n && ((unsigned char)s[from] & 0xC0) == 0x80)
+            from--;
+    }
+    if (n > from)
+        rc = emit(d, s, from, n, text, len);
     free(s);
     d->n_ids = 0;
     d->prefix_index = 0;

@@ -599,6 +599,91 @@ static const char kTinyFmt[] =
     " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \" \"},"
     " \"behavior\": \"Removed\", \"invert\": false}, \"decoder\": {\"type\": \"Fuse\"}}";
 
+/* A byte-fallback run that the next byte turns invalid: the full decode
+ * gives one U+FFFD per byte of the run, the valid 'a' before included, so
+ * the stream may emit nothing of the run before it is closed (fuzz finding
+ * regress-detok-bytefallback-invalid-run). */
+START_TEST(test_stories_stream_invalid_byte_run)
+{
+    eng_tokenizer *t = load_ok(g_sto);
+    static const char k3[] = "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD";
+    int32_t ids[] = { 100, 226 };    /* <0x61> <0xDF> */
+    eng_detok *d;
+    const char *chunk;
+    size_t clen, len;
+    char *full;
+
+    ck_assert_str_eq(eng_tokenizer_piece(t, 100), "<0x61>");
+    ck_assert_str_eq(eng_tokenizer_piece(t, 226), "<0xDF>");
+    ck_assert_int_eq(eng_tokenizer_decode(t, ids, 2, false, &full, &len), 0);
+    ck_assert_uint_eq(len, 6);
+    ck_assert(memcmp(full, k3, 6) == 0);
+    free(full);
+    /* Chunk by chunk: nothing until the run is known, then all of it. */
+    ck_assert_int_eq(eng_detok_new(&d, t, false), 0);
+    ck_assert_int_eq(eng_detok_push(d, 100, &chunk, &clen), 0);
+    ck_assert_uint_eq(clen, 0);
+    ck_assert_int_eq(eng_detok_push(d, 226, &chunk, &clen), 0);
+    ck_assert_uint_eq(clen, 0);
+    ck_assert_int_eq(eng_detok_flush(d, &chunk, &clen), 0);
+    ck_assert_uint_eq(clen, 6);
+    ck_assert(memcmp(chunk, k3, 6) == 0);
+    /* A non-byte token closes the run: it comes out at once. */
+    ck_assert_int_eq(eng_detok_push(d, 100, &chunk, &clen), 0);
+    ck_assert_uint_eq(clen, 0);
+    ck_assert_int_eq(eng_detok_push(d, 226, &chunk, &clen), 0);
+    ck_assert_uint_eq(clen, 0);
+    ck_assert_int_eq(eng_detok_push(d, 346, &chunk, &clen), 0);
+    ck_assert_uint_ge(clen, 6);
+    ck_assert(memcmp(chunk, k3, 6) == 0);
+    ck_assert_int_eq(eng_detok_flush(d, &chunk, &clen), 0);
+    eng_detok_free(d);
+    check_stream(t, ids, 2, false, "<0x61><0xDF>");
+    /* "é" completed, then made invalid: three U+FFFD, nothing of "é". */
+    int32_t e[] = { 3 + 0xC3, 3 + 0xA9, 3 + 0xDF };
+    ck_assert_int_eq(eng_tokenizer_decode(t, e, 3, false, &full, &len), 0);
+    ck_assert_uint_eq(len, 9);
+    ck_assert(memcmp(full, k3, 9) == 0);
+    free(full);
+    check_stream(t, e, 3, false, "<0xC3><0xA9><0xDF>");
+    check_stream(t, e, 2, false, "<0xC3><0xA9>");
+    eng_tokenizer_free(t);
+}
+END_TEST
+
+/* Property: for random id sequences over the stories260k vocabulary
+ * (byte tokens favoured, so that runs form and break; specials and ids
+ * outside the vocabulary included), the stream equals the full decode. */
+START_TEST(test_stories_stream_equals_decode_random)
+{
+    eng_tokenizer *t = load_ok(g_sto);
+    uint32_t seed = 0x9E3779B9u, vocab = (uint32_t)eng_tokenizer_vocab_size(t);
+    int32_t ids[32];
+    char what[64];
+
+    for (int iter = 0; iter < 3000; iter++) {
+        seed = seed * 1664525u + 1013904223u;
+        size_t n = 1 + (seed >> 16) % 32;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            uint32_t r = seed >> 8, kind = r % 16;
+            r /= 16;
+            if (kind < 8)                        /* a byte token */
+                ids[i] = 3 + (int32_t)(r % 256);
+            else if (kind < 10)                  /* a UTF-8 lead or continuation byte */
+                ids[i] = 3 + 0x80 + (int32_t)(r % 0x78);
+            else if (kind < 15)
+                ids[i] = (int32_t)(r % vocab);
+            else
+                ids[i] = (int32_t)(r % 8) - 2 + (r & 8 ? (int32_t)vocab : 0);
+        }
+        snprintf(what, sizeof(what), "random sequence %d", iter);
+        check_stream(t, ids, n, iter & 1, what);
+    }
+    eng_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(test_bpe_ignore_merges_and_merge_formats)
 {
     char json[1024];
@@ -1199,6 +1284,8 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, test_stories_reference_cases);
     tcase_add_test(tc, test_stories_byte_fallback_and_legacy_prefix);
     tcase_add_test(tc, test_metaspace_first_vs_legacy_prepend);
+    tcase_add_test(tc, test_stories_stream_invalid_byte_run);
+    tcase_add_test(tc, test_stories_stream_equals_decode_random);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("synthetic");
