@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -108,5 +109,8 @@ void api__fp8_headers(api_service *svc, api_response *out);
 
 /* Fills out with status and a copy of json (a NUL-terminated string). */
 int api__json_response(api_response *out, int status, const char *json);
+/* Fills out with status and o serialized compactly; takes o (NULL allowed:
+ * a failed json_pack upstream) and answers 500 when out of memory. */
+int api__json_reply(api_response *out, int status, json_t *o);
 
 #endif

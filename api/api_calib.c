@@ -31,20 +31,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int json_reply(api_response *out, int status, json_t *o)
-{
-    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-
-    json_decref(o);
-    if (s == NULL)
-        return api_error_response(out, 500, "out of memory building the response");
-    out->status = status;
-    out->content_type = "application/json";
-    out->body = s;
-    out->body_len = strlen(s);
-    return 0;
-}
-
 static int not_ready(api_service *svc, api_response *out)
 {
     int rc;
@@ -157,7 +143,7 @@ int api__calibrate_get(api_service *svc, const char *body, size_t body_len, api_
                   "config", svc->fp8_json != NULL ? "fp8_config file" : "defaults",
                   "state_dir", svc->state_dir,
                   "modules", (json_int_t)eng_model_n_linears(eng_engine_model(svc->eng)));
-    rc = json_reply(out, 200, o);
+    rc = api__json_reply(out, 200, o);
     api__fp8_headers_at(out, st.mode, st.epoch);
     return rc;
 }
@@ -183,7 +169,7 @@ static int queue_cmd(api_service *svc, const eng_calib_cmd *cmd, api_response *o
     json_object_set_new(reply, "status", json_string("pending"));
     json_object_set_new(reply, "from", json_pack("{s:s, s:I}", "mode", api__mode_name(st.mode),
                                                  "epoch", (json_int_t)st.epoch));
-    rc = json_reply(out, 202, reply);
+    rc = api__json_reply(out, 202, reply);
     api_response_add_header(out, "Location", "/calibrate");
     return rc;
 }

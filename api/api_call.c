@@ -393,20 +393,6 @@ static int call_error(const api_call *c, char *msg, size_t len)
     return 0;
 }
 
-static int set_json_body(api_response *out, int status, json_t *o)
-{
-    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-
-    json_decref(o);
-    if (s == NULL)
-        return api_error_response(out, 500, "out of memory building the response");
-    out->status = status;
-    out->content_type = "application/json";
-    out->body = s;
-    out->body_len = strlen(s);
-    return 0;
-}
-
 static int whole_response(api_call *c, api_response *out)
 {
     json_t *o = envelope(c, false), *choices = json_array();
@@ -432,7 +418,7 @@ static int whole_response(api_call *c, api_response *out)
     }
     json_object_set_new(o, "choices", choices);
     json_object_set_new(o, "usage", usage(c));
-    return set_json_body(out, 200, o);
+    return api__json_reply(out, 200, o);
 }
 
 int api_call_poll(api_call *c, api_response *out)

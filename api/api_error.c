@@ -92,6 +92,20 @@ int api__json_response(api_response *out, int status, const char *json)
     return 0;
 }
 
+int api__json_reply(api_response *out, int status, json_t *o)
+{
+    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    json_decref(o);
+    if (s == NULL)
+        return api_error_response(out, 500, "out of memory building the response");
+    out->status = status;
+    out->content_type = "application/json";
+    out->body = s;
+    out->body_len = strlen(s);
+    return 0;
+}
+
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
  * no surrogates, at most U+10FFFF), or 0 if the bytes there are not one. */
 static size_t utf8_seq_len(const unsigned char *p, size_t avail)

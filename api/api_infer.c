@@ -602,20 +602,6 @@ fail:
 
 /* ---- GET /v1/models ------------------------------------------------------- */
 
-static int json_out(api_response *out, int status, json_t *o)
-{
-    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-
-    json_decref(o);
-    if (s == NULL)
-        return api_error_response(out, 500, "out of memory building the response");
-    out->status = status;
-    out->content_type = "application/json";
-    out->body = s;
-    out->body_len = strlen(s);
-    return 0;
-}
-
 int api__models(api_service *svc, const char *body, size_t body_len, api_response *out)
 {
     const eng_model *m;
@@ -639,7 +625,7 @@ int api__models(api_service *svc, const char *body, size_t body_len, api_respons
                   "id", svc->model_name, "object", "model", "created",
                   (json_int_t)svc->started_unix, "owned_by", "fp8d", "max_model_len",
                   eng_model_get_config(m)->max_pos, "meta", meta);
-    rc = json_out(out, 200, o);
+    rc = api__json_reply(out, 200, o);
     api__fp8_headers(svc, out);
     return rc;
 }
@@ -702,7 +688,7 @@ int api__tokenize(api_service *svc, const char *body, size_t body_len, api_respo
                   "max_model_len", eng_model_get_config(eng_engine_model(svc->eng))->max_pos);
     free(pr.ids);
     json_decref(req);
-    return json_out(out, 200, o);
+    return api__json_reply(out, 200, o);
 fail:
     free(pr.ids);
     json_decref(req);
@@ -742,7 +728,7 @@ int api__detokenize(api_service *svc, const char *body, size_t body_len, api_res
     free(t);
     free(pr.ids);
     json_decref(req);
-    return json_out(out, 200, o);
+    return api__json_reply(out, 200, o);
 fail:
     free(pr.ids);
     json_decref(req);
