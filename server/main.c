@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_CONFIG = 2 };
 
@@ -102,6 +103,11 @@ static int serve(srv_config *cfg, const char *path, int argc, char **argv)
     /* Engine first: every request waiting on it completes and wakes its
      * connection, so none is left suspended when MHD stops. */
     api_service_stop_engine(svc);
+    /* The woken connections still send their answer (a 503 "shutting
+     * down" for calls cut short) from MHD's threads: let them finish, for
+     * 2 s at most, before MHD closes every socket. */
+    for (int i = 0; i < 200 && api_metrics_in_flight(svc) > 0; i++)
+        usleep(10 * 1000);
     srv_http_stop(http);
     api_service_free(svc);
     SRV_LOG(KN_LOG_INFO, "stopped (exit status %d)", code);
