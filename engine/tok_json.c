@@ -135,6 +135,35 @@ static void sub_where(char *dst, size_t n, const char *where, const char *key, s
         dst[n - 1] = '\0';
 }
 
+/* One component of a pipeline (normalizer, pre-tokenizer, decoder,
+ * post-processor): parses j into t.  depth counts nested Sequences. */
+typedef int (*comp_fn)(eng_tokenizer *t, json_t *j, const char *path, const char *where,
+                       int depth, char *err, size_t errlen);
+
+/* A "Sequence" component: fn over every item of j[key], one level deeper
+ * (bounded, so a hostile file cannot recurse without end). */
+static int seq_each(eng_tokenizer *t, json_t *j, const char *key, comp_fn fn,
+                    const char *path, const char *where, int depth, char *err, size_t errlen)
+{
+    json_t *arr, *it;
+    size_t i;
+    int rc;
+
+    if (depth >= MAX_DEPTH) {
+        kn_errf(err, errlen, "%s: %s: Sequence nested too deeply", path, where);
+        return -EINVAL;
+    }
+    if ((rc = seq_items(j, key, &arr, path, where, err, errlen)) < 0)
+        return rc;
+    json_array_foreach(arr, i, it) {
+        char sub[256];
+        sub_where(sub, sizeof(sub), where, key, i);
+        if ((rc = fn(t, it, path, sub, depth + 1, err, errlen)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int grow(void **arr, size_t n, size_t elem)
 {
     void *p = realloc(*arr, (n + 1) * elem);
@@ -215,23 +244,8 @@ static int norm_one(eng_tokenizer *t, json_t *j, const char *path, const char *w
         return 0;
     if ((rc = comp_type(j, &type, path, where, err, errlen)) < 0)
         return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        json_t *arr, *it;
-        size_t i;
-        if (depth >= MAX_DEPTH) {
-            kn_errf(err, errlen, "%s: %s: Sequence nested too deeply", path, where);
-            return -EINVAL;
-        }
-        if ((rc = seq_items(j, "normalizers", &arr, path, where, err, errlen)) < 0)
-            return rc;
-        json_array_foreach(arr, i, it) {
-            char sub[256];
-            sub_where(sub, sizeof(sub), where, "normalizers", i);
-            if ((rc = norm_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return seq_each(t, j, "normalizers", norm_one, path, where, depth, err, errlen);
     if (strcmp(type, "Prepend") == 0) {
         if ((rc = req_str(j, "prepend", &s, &len, path, where, err, errlen)) < 0)
             return rc;
@@ -366,23 +380,8 @@ static int pre_one(eng_tokenizer *t, json_t *j, const char *path, const char *wh
         return 0;
     if ((rc = comp_type(j, &type, path, where, err, errlen)) < 0)
         return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        json_t *arr, *it;
-        size_t i;
-        if (depth >= MAX_DEPTH) {
-            kn_errf(err, errlen, "%s: %s: Sequence nested too deeply", path, where);
-            return -EINVAL;
-        }
-        if ((rc = seq_items(j, "pretokenizers", &arr, path, where, err, errlen)) < 0)
-            return rc;
-        json_array_foreach(arr, i, it) {
-            char sub[256];
-            sub_where(sub, sizeof(sub), where, "pretokenizers", i);
-            if ((rc = pre_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return seq_each(t, j, "pretokenizers", pre_one, path, where, depth, err, errlen);
     if (strcmp(type, "Split") == 0) {
         static const struct { const char *name; enum tok_split_behavior b; } kBeh[] = {
             { "Removed", TOK_SPLIT_REMOVED }, { "Isolated", TOK_SPLIT_ISOLATED },
@@ -462,23 +461,8 @@ static int dec_one(eng_tokenizer *t, json_t *j, const char *path, const char *wh
     if ((rc = comp_type(j, &type, path, where, err, errlen)) < 0)
         return rc;
     t->has_decoder = true;
-    if (strcmp(type, "Sequence") == 0) {
-        json_t *arr, *it;
-        size_t i;
-        if (depth >= MAX_DEPTH) {
-            kn_errf(err, errlen, "%s: %s: Sequence nested too deeply", path, where);
-            return -EINVAL;
-        }
-        if ((rc = seq_items(j, "decoders", &arr, path, where, err, errlen)) < 0)
-            return rc;
-        json_array_foreach(arr, i, it) {
-            char sub[256];
-            sub_where(sub, sizeof(sub), where, "decoders", i);
-            if ((rc = dec_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return seq_each(t, j, "decoders", dec_one, path, where, depth, err, errlen);
     if (strcmp(type, "ByteLevel") == 0) {
         d.type = TOK_DEC_BYTELEVEL;
     } else if (strcmp(type, "ByteFallback") == 0) {
@@ -617,23 +601,8 @@ static int post_one(eng_tokenizer *t, json_t *j, const char *path, const char *w
         return 0;
     if ((rc = comp_type(j, &type, path, where, err, errlen)) < 0)
         return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        json_t *arr, *it;
-        size_t i;
-        if (depth >= MAX_DEPTH) {
-            kn_errf(err, errlen, "%s: %s: Sequence nested too deeply", path, where);
-            return -EINVAL;
-        }
-        if ((rc = seq_items(j, "processors", &arr, path, where, err, errlen)) < 0)
-            return rc;
-        json_array_foreach(arr, i, it) {
-            char sub[256];
-            sub_where(sub, sizeof(sub), where, "processors", i);
-            if ((rc = post_one(t, it, path, sub, depth + 1, err, errlen)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return seq_each(t, j, "processors", post_one, path, where, depth, err, errlen);
     if (strcmp(type, "ByteLevel") == 0)
         return 0;      /* only adjusts offsets, which we do not report */
     if (strcmp(type, "TemplateProcessing") == 0)
