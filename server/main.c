@@ -105,8 +105,9 @@ static int serve(srv_config *cfg, const char *path, int argc, char **argv)
     api_service_stop_engine(svc);
     /* The woken connections still send their answer (a 503 "shutting
      * down" for calls cut short) from MHD's threads: let them finish, for
-     * 2 s at most, before MHD closes every socket. */
-    for (int i = 0; i < 200 && api_metrics_in_flight(svc) > 0; i++)
+     * 0.5 s at most (a client stuck mid-upload never will, and the drain
+     * already had shutdown_timeout), before MHD closes every socket. */
+    for (int i = 0; i < 50 && api_metrics_in_flight(svc) > 0; i++)
         usleep(10 * 1000);
     srv_http_stop(http);
     api_service_free(svc);
