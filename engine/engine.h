@@ -284,6 +284,11 @@ typedef struct eng_engine_params {
     size_t max_step_tokens;            /* prompt tokens prefilled per step; 0 = 2048 */
     const char *fp8_config_json;       /* FP8Config applied at load (its mode, AUTO
                                           too); NULL = mode off.  Copied */
+    const struct eng_fp8_opts *fp8_opts; /* FP8 options (below) for every prepare (at
+                                          load or by a calibration command), and set at
+                                          load on an FP8 checkpoint (its activations:
+                                          weight-only or dynamic); NULL = the defaults,
+                                          and a checkpoint's own.  Copied */
 } eng_engine_params;
 
 void eng_engine_params_default(eng_engine_params *p);

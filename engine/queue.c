@@ -96,6 +96,8 @@ struct eng_engine {
                       s_rejected, s_cancelled, s_expired, s_epoch;
     /* Calibration: the pending command (under mu) and its status. */
     char             *fp8_json;      /* start-up FP8Config, owned */
+    eng_fp8_opts      fp8_opts;      /* eng_engine_params.fp8_opts, or the defaults */
+    bool              has_fp8_opts;
     struct calib_cmd *calib;         /* pending, under mu */
     _Atomic int       calib_busy, mode, prepared, measured;
     int               last_rc;       /* under mu */
@@ -541,7 +543,10 @@ static int fp8_prepare(eng_engine *e, const char *json, char *err, size_t errlen
         rc = (c = qt_config_new_default()) != NULL ? 0 : -ENOMEM;
     if (rc < 0)
         return rc;
-    eng_fp8_opts_default(&o);
+    if (e->has_fp8_opts)
+        o = e->fp8_opts;
+    else
+        eng_fp8_opts_default(&o);
     rc = eng_fp8_prepare(e->m, c, NULL, &o, err, errlen);
     qt_config_free(c);
     if (rc == 0)
@@ -769,6 +774,11 @@ static void *engine_main(void *arg)
             kn_errf(err, sizeof(err), "engine: out of memory");
         }
     }
+    /* An FP8 checkpoint loads in QUANTIZE with the activations it
+     * declares (dynamic ones run weight-only); the caller's options
+     * choose instead (benchmarks run both). */
+    if (rc == 0 && e->has_fp8_opts && eng_fp8_mode(e->m) != QT_MODE_OFF)
+        rc = eng_fp8_set_opts(e->m, &e->fp8_opts, err, sizeof(err));
     /* The configured FP8 mode applies from the start (AUTO included). */
     if (rc == 0 && e->fp8_json != NULL && (rc = fp8_prepare(e, e->fp8_json, err,
                                                              sizeof(err))) == 0) {
@@ -841,6 +851,11 @@ int eng_engine_start(eng_engine **out, const eng_engine_params *p, char *err, si
         return -ENOMEM;
     }
     e->p.fp8_config_json = NULL;
+    if (p->fp8_opts != NULL) {
+        e->fp8_opts = *p->fp8_opts;
+        e->has_fp8_opts = true;
+    }
+    e->p.fp8_opts = NULL;
     snprintf(e->model_dir, sizeof(e->model_dir), "%s", p->model_dir);
     e->p.model_dir = e->model_dir;
     if (e->p.max_queued_requests == 0)
