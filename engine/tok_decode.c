@@ -179,7 +179,9 @@ static int dec_fuse(const tlist *in, tlist *out)
     return tl_add(out, off, out->buf.len - off);
 }
 
-static int dec_strip(const tok_dec *d, const tlist *in, tlist *out)
+/* keep_start: the first token is a fused window that does not begin the
+ * text (streaming), so its leading characters are not the text's. */
+static int dec_strip(const tok_dec *d, const tlist *in, tlist *out, bool keep_start)
 {
     char c[4];
     size_t clen = eng__utf8_put(c, d->strip_cp);
@@ -187,7 +189,7 @@ static int dec_strip(const tok_dec *d, const tlist *in, tlist *out)
     for (size_t i = 0; i < in->n; i++) {
         const char *s = TOK(in, i);
         size_t a = 0, b = in->len[i];
-        for (size_t k = 0; k < d->start && a + clen <= b && memcmp(s + a, c, clen) == 0; k++)
+        for (size_t k = 0; k < (keep_start && i == 0 ? 0 : d->start) && a + clen <= b && memcmp(s + a, c, clen) == 0; k++)
             a += clen;
         for (size_t k = 0; k < d->stop && b >= a + clen && memcmp(s + b - clen, c, clen) == 0;
              k++)
@@ -267,11 +269,13 @@ int eng_tokenizer_decode_ex(const eng_tokenizer *t, const int32_t *ids, size_t n
 
 /* The full decode; *open (when not NULL) tells whether the text of the
  * last tokens may still change with the tokens after them (an unfinished
- * byte-fallback run). */
+ * byte-fallback run).  mid: ids is a streaming window that does not begin
+ * the text, so the decoders' start-of-text steps (Metaspace dropping the
+ * first token's replacement, Strip's start on the fused text) are off. */
 static int decode_ids(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
-                      bool skip_special, char **text, size_t *len, bool *open)
+                      bool skip_special, char **text, size_t *len, bool *open, bool mid)
 {
-    bool open_ = false;
+    bool open_ = false, fused = false;
     tlist a = { 0 }, b = { 0 };
     tok_buf tmp = { 0 }, res = { 0 };
     int rc = 0;
@@ -291,9 +295,9 @@ static int decode_ids(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
         case TOK_DEC_BYTELEVEL:    rc = dec_bytelevel(t, &a, &b, &tmp); break;
         case TOK_DEC_REPLACE:      rc = dec_replace(d, &a, &b); break;
         case TOK_DEC_BYTEFALLBACK: rc = dec_bytefallback(&a, &b, &tmp, &open_); break;
-        case TOK_DEC_FUSE:         rc = dec_fuse(&a, &b); break;
-        case TOK_DEC_STRIP:        rc = dec_strip(d, &a, &b); break;
-        case TOK_DEC_METASPACE:    rc = dec_metaspace(d, &a, &b, 0); break;
+        case TOK_DEC_FUSE:         rc = dec_fuse(&a, &b); fused = true; break;
+        case TOK_DEC_STRIP:        rc = dec_strip(d, &a, &b, mid && fused); break;
+        case TOK_DEC_METASPACE:    rc = dec_metaspace(d, &a, &b, mid ? 1 : 0); break;
         }
         tlist x = a;
         a = b;
@@ -330,7 +334,7 @@ static int decode_ids(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
 int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, size_t n_ids,
                          bool skip_special, char **text, size_t *len)
 {
-    return decode_ids(t, ids, n_ids, skip_special, text, len, NULL);
+    return decode_ids(t, ids, n_ids, skip_special, text, len, NULL, false);
 }
 
 /* ---- streaming -------------------------------------------------------- */
@@ -340,6 +344,7 @@ struct eng_detok {
     bool skip_special;
     int32_t *ids;  size_t n_ids, cap_ids;   /* window: prefix ids + pending */
     size_t prefix_index;                    /* ids[0..prefix_index) decode to prefix */
+    size_t window_start;                    /* ids emitted before ids[0] (0: text start) */
     char *prefix;  size_t prefix_len;
     char *out;                              /* last returned text (owned) */
 };
@@ -404,7 +409,8 @@ int eng_detok_push(eng_detok *d, int32_t id, const char **text, size_t *len)
         d->cap_ids = cap;
     }
     d->ids[d->n_ids++] = id;
-    if ((rc = decode_ids(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n, &open)) < 0)
+    if ((rc = decode_ids(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n, &open,
+                         d->window_start > 0)) < 0)
         return rc;
     /* Hold back while the window ends in a byte-fallback run that the next
      * token may still turn invalid (the whole run then becomes U+FFFD, its
@@ -425,13 +431,14 @@ int eng_detok_push(eng_detok *d, int32_t id, const char **text, size_t *len)
     /* Slide: the ids after the old prefix become the new prefix. */
     size_t keep = d->n_ids - d->prefix_index;
     memmove(d->ids, d->ids + d->prefix_index, keep * sizeof(*d->ids));
+    d->window_start += d->prefix_index;
     d->n_ids = keep;
     d->prefix_index = keep;
     free(d->prefix);
     d->prefix = NULL;
     d->prefix_len = 0;
-    return eng_tokenizer_decode(d->tok, d->ids, d->n_ids, d->skip_special, &d->prefix,
-                                &d->prefix_len);
+    return decode_ids(d->tok, d->ids, d->n_ids, d->skip_special, &d->prefix, &d->prefix_len,
+                      NULL, d->window_start > 0);
 }
 
 int eng_detok_flush(eng_detok *d, const char **text, size_t *len)
@@ -442,7 +449,8 @@ int eng_detok_flush(eng_detok *d, const char **text, size_t *len)
 
     *text = "";
     *len = 0;
-    if ((rc = eng_tokenizer_decode(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n)) < 0)
+    if ((rc = decode_ids(d->tok, d->ids, d->n_ids, d->skip_special, &s, &n, NULL,
+                         d->window_start > 0)) < 0)
         return rc;
     size_t from = d->prefix_len;
     if (n < from || memcmp(s, d->prefix ? d->prefix : "", from) != 0) {
@@ -460,6 +468,7 @@ int eng_detok_flush(eng_detok *d, const char **text, size_t *len)
     free(s);
     d->n_ids = 0;
     d->prefix_index = 0;
+    d->window_start = 0;
     free(d->prefix);
     d->prefix = NULL;
     d->prefix_len = 0;
