@@ -52,6 +52,10 @@ const kn_math_ops *kn_math_select(const char *name);
 #define KN_PANEL 32
 size_t kn_packed_size(kn_wtype wt, size_t N, size_t K);
 void   kn_pack_weights(void *dst, const void *w, kn_wtype wt, size_t N, size_t K);
+/* Row n (< N) of the W packed in wp, widened exactly to f32: dst[k] =
+ * W[n][k] for k < K (a gather of K values one panel row apart: what an
+ * embedding lookup in a tied lm_head's panels needs). */
+void   kn_packed_row(float *dst, const void *wp, kn_wtype wt, size_t K, size_t n);
 
 /* Scalar-path helpers (exact conversions; f32 math in the obvious order). */
 float kn_bf16_to_f32(uint16_t h);

@@ -92,6 +92,13 @@ void kn_pack_weights(void *dst, const void *w, kn_wtype wt, size_t N, size_t K)
         }
 }
 
+void kn_packed_row(float *dst, const void *wp, kn_wtype wt, size_t K, size_t n)
+{
+    size_t p = n / KN_PANEL, j = n % KN_PANEL;
+    for (size_t k = 0; k < K; k++)
+        dst[k] = wload(wp, wt, (p * K + k) * KN_PANEL + j);
+}
+
 static void ref_linear_packed(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                               const void *wp, kn_wtype wt, size_t K, size_t N, size_t p0,
                               size_t p1, const float *bias)

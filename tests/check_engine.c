@@ -524,6 +524,43 @@ START_TEST(test_linear_packed_matches_ref)
 }
 END_TEST
 
+/* kn_packed_row gives back row n of the packed W exactly (the original
+ * row widened element by element), for partial panels and every type. */
+START_TEST(test_packed_row_gathers_rows)
+{
+    static const size_t Ns[] = {1, 31, 32, 33, 70}, Ks[] = {1, 17, 64};
+    unsigned seed = 13;
+    for (int wt = 0; wt < 3; wt++)
+        for (size_t b = 0; b < 5; b++)
+            for (size_t c = 0; c < 3; c++) {
+                size_t N = Ns[b], K = Ks[c], esz = wt == KN_W_F32 ? 4 : 2;
+                unsigned char *w = malloc(N * K * esz);
+                float *got = malloc(K * 4), want;
+                void *pk = kn_alloc(kn_packed_size((kn_wtype)wt, N, K));
+                for (size_t i = 0; i < N * K * esz; i++) {
+                    frand(&seed);
+                    w[i] = (unsigned char)(seed >> 9);
+                }
+                kn_pack_weights(pk, w, (kn_wtype)wt, N, K);
+                for (size_t n = 0; n < N; n++) {
+                    kn_packed_row(got, pk, (kn_wtype)wt, K, n);
+                    for (size_t k = 0; k < K; k++) {
+                        uint16_t h;
+                        memcpy(&h, w + (n * K + k) * esz, 2);
+                        if (wt == KN_W_F32)
+                            memcpy(&want, w + (n * K + k) * 4, 4);
+                        else
+                            want = wt == KN_W_BF16 ? kn_bf16_to_f32(h) : kn_f16_to_f32(h);
+                        ck_assert_msg(memcmp(&got[k], &want, 4) == 0 || (isnan(want) &&
+                                      isnan(got[k])), "wt %d N %zu K %zu row %zu col %zu: %g vs %g",
+                                      wt, N, K, n, k, (double)got[k], (double)want);
+                    }
+                }
+                free(w); free(got); kn_free(pk);
+            }
+}
+END_TEST
+
 START_TEST(test_norm_softmax_silu_rope_by_hand)
 {
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 0.5f}, y[4];
@@ -1348,6 +1385,7 @@ static Suite *engine_suite(bool have_data)
     tcase_add_test(tc, test_widen_exact);
     tcase_add_loop_test(tc, test_linear_variants_match_ref, 1, kn_math_variant_count());
     tcase_add_loop_test(tc, test_linear_packed_matches_ref, 0, kn_math_variant_count());
+    tcase_add_test(tc, test_packed_row_gathers_rows);
     tcase_add_test(tc, test_norm_softmax_silu_rope_by_hand);
     suite_add_tcase(s, tc);
     tc = tcase_create("sampler");
