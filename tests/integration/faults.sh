@@ -1,0 +1,313 @@
+#!/bin/sh
+# faults.sh: the daemon under faults, one case per block, each printing
+# what it checked:
+#   e. clients hanging up at random points of many requests (streams after
+#      a random number of bytes, plain completions after a random time):
+#      nothing left running or waiting, no KV cache held, RSS back near
+#      the level after a warm-up run;
+#   a. SIGTERM while 64 connections wait on long generations: every
+#      request ends whole or with an explicit error (503 JSON, or the
+#      stream's error event then [DONE]), exit 0 within shutdown_timeout
+#      plus a margin;
+#   c. a full, then a read-only state directory (a 64 KiB tmpfs mount):
+#      POST /calibrate/save reports the path and the errno text, and the
+#      daemon keeps serving;
+#   b. SIGKILL during POST /calibrate/save, again and again at varied
+#      delays: the measurement file under its final name is never partial
+#      (same bytes as before) and the next start (AUTO) quantizes from it.
+# Waits scale with CK_TIMEOUT_MULTIPLIER (4 under ASan in CI).
+. "$(dirname "$0")/lib.sh"
+
+loadgen=$top_build/tests/loadgen
+[ -x "$loadgen" ] || skip "tests/loadgen not built (configure found no libcurl)"
+command -v python3 >/dev/null 2>&1 || skip "python3 not found"
+mult=${CK_TIMEOUT_MULTIPLIER:-1}
+# See load.sh: a small ASan quarantine keeps RSS about the daemon's memory.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"
+export ASAN_OPTIONS
+
+# metric NAME: one series' value from the last /metrics snapshot.
+snap() { curl -s -m 5 "$url/metrics" > "$work/metrics"; }
+metric() { sed -n "s/^$1{[^}]*} //p" "$work/metrics" | head -n1; }
+metric_plain() { sed -n "s/^$1 //p" "$work/metrics" | head -n1; }
+rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+ready() {   # ready [TENTHS]: wait until /health answers 200
+    n=${1:-$((100 * mult))}
+    url="http://127.0.0.1:$port"
+    while [ "$n" -gt 0 ] && [ "$(http GET /health)" != '200 {"status":"ok"}' ]; do
+        sleep 0.1; n=$((n - 1))
+    done
+    [ "$n" -gt 0 ]
+}
+# settled: wait (5 s, scaled) until no request runs or waits and only the
+# /metrics request itself is in flight.
+settled() {
+    n=$((50 * mult))
+    while :; do
+        snap
+        [ "$(metric fp8d:num_requests_running)/$(metric fp8d:num_requests_waiting)/$(metric_plain fp8d:http_requests_in_flight)" = 0/0/1 ] && return 0
+        n=$((n - 1))
+        [ "$n" -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+now_ms() { date +%s%3N; }
+t_case=$(now_ms)
+lap() {   # lap TITLE: how long the previous case took, then the next title
+    echo "(case took $(( ($(now_ms) - t_case) / 1000 )) s)"; t_case=$(now_ms); echo "== $1"
+}
+complete_ok() {   # a greedy completion answers 200 with a choice (text in $work/cmpl)
+    r=$(curl -s -m 20 -o "$work/cmpl" -w '%{http_code}' -H 'X-Api-Key: sk-adm' \
+        -d '{"prompt":"ROMEO:","max_tokens":8,"temperature":0}' "$url/v1/completions")
+    [ "$r" = 200 ] && grep -q '"finish_reason"' "$work/cmpl"
+}
+# A tmpfs mounted by case c must go before lib.sh's cleanup removes $work.
+mounted=""
+trap '[ -z "$mounted" ] || umount "$mounted"; cleanup' EXIT
+
+# ---- e. clients hanging up mid-request -------------------------------------
+lap "e. random client disconnects"
+check "e: daemon starts" start_daemon "$work/log_e" --threads 1
+ready || { cat "$work/log_e"; finish; }
+# The warm-up is the same load (everyone hangs up) once before: its RSS
+# is the level the second round must come back to, so memory kept per
+# abandoned request would show as growth.
+"$loadgen" --url "$url" --conns 64 --duration 4 --mix 1:3:0 --max-tokens 64:256 \
+    --abort-pct 100 --seed 5 > "$work/lg_e0" 2>&1
+check "e: warm-up round of hang-ups without failures" [ $? = 0 ]
+settled
+base=$(rss "$daemon_pid")
+"$loadgen" --url "$url" --conns 64 --duration 5 --mix 1:3:0 --max-tokens 64:256 \
+    --abort-pct 100 --seed 6 > "$work/lg_e" 2>&1
+rc=$?
+cat "$work/lg_e"
+check "e: every request either answered well-formed or abandoned by the client" [ "$rc" = 0 ]
+aborted=$(sed -n 's/^loadgen: chat_stream .* aborted=\([0-9]*\) .*/\1/p' "$work/lg_e")
+check "e: ${aborted:-0} streams abandoned mid-way by the client (>= 20)" [ "${aborted:-0}" -ge 20 ]
+check "e: within 5 s nothing runs or waits and only /metrics is in flight" settled
+check "e: no KV cache held" [ "$(metric fp8d:kv_cache_tokens)" = 0 ]
+c=$(sed -n 's/^fp8d:requests_cancelled_total{[^}]*reason="client_disconnect"} //p' "$work/metrics")
+check "e: $c sequences cancelled for client_disconnect" [ "${c:-0}" -ge 1 ]
+after=$(rss "$daemon_pid")
+echo "e: RSS after the warm-up round ${base} kB, after the second round ${after} kB"
+check "e: RSS within 10% of the level after the warm-up round" [ "$after" -le $((base + base / 10)) ]
+check "e: a completion still succeeds" complete_ok
+kill -TERM "$daemon_pid"
+wait_exit "$daemon_pid" $((100 * mult))
+check "e: SIGTERM exit 0" [ "$exit_code" = 0 ]
+
+# ---- a. SIGTERM while every connection waits on a long generation ------------
+lap "a. SIGTERM under load"
+# One sequence per step (--max-batch 1): 64 requests of 400-480 tokens
+# each are over 25000 steps, which no machine runs within the 2 s of
+# shutdown_timeout: the drain finishes the first few whole and the stop
+# cuts the rest, so both endings are seen.
+check "a: daemon starts (max_batch 1, shutdown_timeout 2)" start_daemon "$work/log_a" \
+    --threads 1 --max-batch 1 --shutdown-timeout 2
+ready || { cat "$work/log_a"; finish; }
+"$loadgen" --url "$url" --conns 64 --count 64 --mix 1:1:0 --max-tokens 400:480 --ignore-eos \
+    --drain --seed 7 > "$work/lg_a" 2>&1 &
+lg_pid=$!
+n=$((100 * mult))
+while [ "$n" -gt 0 ]; do
+    snap
+    done_n=$(sed -n 's/^fp8d:request_success_total{[^}]*} //p' "$work/metrics" | awk '{ s += $1 } END { print s + 0 }')
+    [ $(($(metric fp8d:num_requests_running) + $(metric fp8d:num_requests_waiting) + done_n)) -ge 64 ] && break
+    sleep 0.05; n=$((n - 1))
+done
+check "a: all 64 requests accepted (running $(metric fp8d:num_requests_running), waiting $(metric fp8d:num_requests_waiting), done $done_n)" [ "$n" -gt 0 ]
+t0=$(now_ms)
+kill -TERM "$daemon_pid"
+sleep 0.2
+s=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$url/health")
+check "a: a new request during the drain is refused (connection or 503): got $s" \
+    sh -c "[ '$s' = 000 ] || [ '$s' = 503 ]"
+wait_exit "$daemon_pid" $((100 * mult))
+t1=$(now_ms)
+wait "$lg_pid"
+rc=$?
+cat "$work/lg_a"
+check "a: every request ended whole, with a 503 or with a stream error event + [DONE]" [ "$rc" = 0 ]
+check "a: all 64 answered, no transport error" grep -q '^loadgen: total=64 failures=0' "$work/lg_a"
+cut=$(sed -n 's/^loadgen: \(completion\|chat_stream\) .* rejected=\([0-9]*\) cut=\([0-9]*\) .*/\2 \3/p' \
+      "$work/lg_a" | awk '{ s += $1 + $2 } END { print s + 0 }')
+check "a: $cut of them cut by the stop with an explicit error" [ "$cut" -ge 1 ]
+check "a: SIGTERM exit 0" [ "$exit_code" = 0 ]
+margin=$((3000 * mult))
+echo "a: exit $((t1 - t0)) ms after SIGTERM (shutdown_timeout 2000 ms, margin $margin ms)"
+check "a: exited within shutdown_timeout + margin" [ $((t1 - t0)) -le $((2000 + margin)) ]
+check "a: the log names the timeout" grep -q 'shutdown_timeout (2 s) reached' "$work/log_a"
+
+# ---- shared by c and b: an AUTO FP8 config and an admin key ------------------
+printf 'sk-adm admin\n' > "$work/keys"
+fp8_config() {   # fp8_config STATE_DIR OUT: AUTO, measurements under STATE_DIR/measure
+    python3 -c "
+import json; c = json.load(open('$top_src/examples/fp8-config.json'))
+c['mode'] = 'AUTO'; c['dump_stats_path'] = '$1/measure/fp8d'
+json.dump(c, open('$2', 'w'))"
+}
+adm() {   # adm METHOD PATH [BODY]: prints the status; body in $work/out
+    curl -s -m 20 -o "$work/out" -w '%{http_code}' -X "$1" -H 'X-Api-Key: sk-adm' \
+        ${3:+-d "$3"} "$url$2"
+}
+settle() {   # waits until no calibration command is pending; GET /calibrate in $work/out
+    n=$((100 * mult))
+    while [ "$n" -gt 0 ]; do
+        adm GET /calibrate > /dev/null
+        python3 -c "import json, sys; sys.exit(json.load(open('$work/out'))['transition'] is not None)" \
+            2>/dev/null && return 0
+        sleep 0.05; n=$((n - 1))
+    done
+    return 1
+}
+# save_error WANT: POST /calibrate/save must fail naming the measurement
+# folder and the errno text WANT, either at once (a 4xx/5xx JSON error) or,
+# once the engine ran the queued save, in GET /calibrate's last_error.
+save_error() {
+    s=$(adm POST /calibrate/save '{}')
+    if [ "$s" = 202 ]; then
+        settle || return 1
+        msg=$(python3 -c "import json; print(json.load(open('$work/out'))['last_error'] or '')")
+        where="202, then last_error"
+    else
+        msg=$(python3 -c "
+import json; j = json.load(open('$work/out'))
+assert j['error']['status'] == $s >= 400, j
+print(j['error']['message'])" 2>/dev/null)
+        where="$s"
+    fi
+    echo "c: save answered $where: $msg"
+    case $msg in *"$mnt/measure"*"$1"*) return 0 ;; esac
+    return 1
+}
+
+# ---- c. full and read-only state directory --------------------------------------
+lap "c. full, then read-only state directory"
+mnt=$work/state_c
+mkdir -p "$mnt"
+if ! mount -t tmpfs -o size=64k fp8d-faults "$mnt" 2>"$work/mount.err"; then
+    echo "SKIP: c: cannot mount a tmpfs here ($(cat "$work/mount.err")); the full and read-only state directory are not tested"
+else
+    mounted=$mnt
+    fp8_config "$mnt" "$work/fp8_c.json"
+    check "c: daemon starts with its state directory on a 64 KiB tmpfs" start_daemon "$work/log_c" \
+        --threads 1 --fp8-config "$work/fp8_c.json" --state-dir "$mnt" --api-keys-file "$work/keys"
+    ready || { cat "$work/log_c"; finish; }
+    check "c: a measured completion" complete_ok
+    dd if=/dev/zero of="$mnt/fill" bs=4k 2>/dev/null
+    echo "c: filled: $(df -k "$mnt" | tail -n1)"
+    check "c: disk full: save fails naming the folder and 'No space left on device'" \
+        save_error 'No space left on device'
+    check "c: disk full: the daemon keeps serving (a completion succeeds)" complete_ok
+    check "c: disk full: no measurement file half-written under its final name" \
+        sh -c "! ls '$mnt/measure/' 2>/dev/null | grep -q '^fp8d_hooks_maxabs[a-z_]*\.json$'"
+    rm -f "$mnt/fill"
+    mount -o remount,ro "$mnt"
+    check "c: read-only: save fails naming the folder and 'Read-only file system'" \
+        save_error 'Read-only file system'
+    check "c: read-only: the daemon keeps serving (a completion succeeds)" complete_ok
+    mount -o remount,rw "$mnt"
+    s=$(adm POST /calibrate/save '{}')
+    settle
+    check "c: writable again: the save succeeds ($s, no last_error, the file written)" \
+        python3 -c "
+import json, os
+assert '$s' == '202' and json.load(open('$work/out'))['last_error'] is None
+json.load(open('$mnt/measure/fp8d_hooks_maxabs.json'))"
+    r=$(http GET /health)
+    check "c: /health still 200" [ "$r" = '200 {"status":"ok"}' ]
+    kill -TERM "$daemon_pid"
+    wait_exit "$daemon_pid" $((100 * mult))
+    check "c: SIGTERM exit 0" [ "$exit_code" = 0 ]
+    umount "$mnt" && mounted=""
+fi
+
+# ---- b. SIGKILL during POST /calibrate/save ---------------------------------------
+lap "b. SIGKILL during a measurement save"
+state=$work/state_b
+meas=$state/measure
+mkdir -p "$meas"
+fp8_config "$state" "$work/fp8_b.json"
+start_b() {
+    start_daemon "$work/log_b$1" --threads 1 --fp8-config "$work/fp8_b.json" --state-dir "$state" \
+        --api-keys-file "$work/keys" && ready
+}
+check "b: daemon starts (AUTO, nothing saved: MEASURE)" start_b 0
+complete_ok
+s=$(adm POST /calibrate/save '{}')
+settle
+check "b: the first save writes the measurement files" python3 -c "
+import json; assert '$s' == '202' and json.load(open('$work/out'))['last_error'] is None
+json.load(open('$meas/fp8d_hooks_maxabs.json')); json.load(open('$meas/fp8d_hooks_maxabs_mod_list.json'))"
+kill -TERM "$daemon_pid"
+wait_exit "$daemon_pid" $((100 * mult))
+(cd "$meas" && sha256sum fp8d_hooks_maxabs.json fp8d_hooks_maxabs_mod_list.json) > "$work/sums"
+# killer.py PORT PID DIR MODE ARG: POST /calibrate/save, then SIGKILL the
+# daemon ARG microseconds after the 202 (MODE delay), or as soon as a
+# temporary file shows up in DIR, that is in the middle of the write
+# (MODE watch; ARG is the longest wait in microseconds).  Prints what the
+# kill interrupted: "mid-write" when it left a new temporary file behind.
+cat > "$work/killer.py" <<'EOF'
+import os, signal, socket, sys, time
+port, pid, d, mode, arg = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+s = socket.create_connection(('127.0.0.1', port))
+s.sendall(b'POST /calibrate/save HTTP/1.1\r\nHost: x\r\nX-Api-Key: sk-adm\r\n'
+          b'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+before = {f for f in os.listdir(d) if '.tmp' in f}
+head = s.recv(4096)
+t_end = time.monotonic() + arg / 1e6
+if mode == 'watch':
+    while time.monotonic() < t_end and not {f for f in os.listdir(d) if '.tmp' in f} - before:
+        pass
+else:
+    while time.monotonic() < t_end:
+        pass
+os.kill(pid, signal.SIGKILL)
+tmp = {f for f in os.listdir(d) if '.tmp' in f} - before
+print(head.split(b'\r\n')[0].decode(), 'mid-write' if tmp else 'outside-write')
+EOF
+rounds=${FP8D_FAULTS_KILL_ROUNDS:-8}
+i=0; mid=0; bad=0
+while [ "$i" -lt "$rounds" ]; do
+    i=$((i + 1))
+    if ! start_b "$i"; then bad=$((bad + 1)); echo "b: round $i: the daemon did not start"; break; fi
+    adm GET /calibrate > /dev/null
+    mode=$(python3 -c "import json; print(json.load(open('$work/out'))['mode'])")
+    [ "$mode" = quantize ] || { bad=$((bad + 1)); echo "b: round $i: AUTO start in mode $mode, not quantize"; }
+    # Odd rounds kill when the temporary file appears; even rounds after a
+    # delay stepping through 0..~50 ms, around and past the write.
+    if [ $((i % 2)) = 1 ]; then
+        how="watch 2000000"
+    else
+        how="delay $(( (i / 2 - 1) * 50000 / (rounds / 2) ))"
+    fi
+    res=$(python3 "$work/killer.py" "$port" "$daemon_pid" "$meas" $how)
+    wait "$daemon_pid" 2>/dev/null
+    case $res in *mid-write*) mid=$((mid + 1)) ;; esac
+    echo "b: round $i ($how us): $res"
+    (cd "$meas" && sha256sum -c --quiet "$work/sums") || { bad=$((bad + 1)); echo "b: round $i: files changed"; }
+    for f in "$meas"/fp8d_hooks_maxabs*.json; do
+        python3 -c "import json; json.load(open('$f'))" 2>/dev/null ||
+            { bad=$((bad + 1)); echo "b: round $i: $f does not parse"; }
+    done
+done
+echo "b: $i rounds, $mid killed in the middle of a write"
+check "b: after every SIGKILL the files under their final names parse and hold the same bytes" \
+    [ "$bad" = 0 ]
+check "b: every restart (AUTO) quantized from the saved file" [ "$bad" = 0 ]
+check "b: at least one kill landed in the middle of a write ($mid of $i)" [ "$mid" -ge 1 ]
+# The kills orphan temporary files (nothing removes them): they must not
+# confuse the next start.
+echo "b: temporary files the kills left behind: $(ls "$meas" | grep -c '\.tmp')"
+check "b: the next start reads the file" start_b last
+s=$(adm POST /calibrate/load '{}')
+settle
+check "b: and /calibrate/load reads it: quantize, no error" python3 -c "
+import json; j = json.load(open('$work/out'))
+assert '$s' == '202' and j['mode'] == 'quantize' and j['last_error'] is None, j"
+check "b: a completion after the load" complete_ok
+kill -TERM "$daemon_pid"
+wait_exit "$daemon_pid" $((100 * mult))
+check "b: SIGTERM exit 0" [ "$exit_code" = 0 ]
+lap "done"
+finish
