@@ -15,11 +15,15 @@
  * on it by name).  y[n_out] = x[n_in] . W^T (+ bias). */
 typedef struct eng_linear {
     char        name[64];    /* state-dict path without ".weight" */
-    const void *w;           /* [n_out, n_in], stored precision, borrowed from the map */
+    const void *w;           /* [n_out, n_in], stored precision, borrowed from the map;
+                              * NULL for an FP8 weight of the checkpoint (fp8 holds it) */
     kn_wtype    wtype;
+    const eng_tensor *src;   /* w's tensor in m->st (the embedding when tied) */
     const float *bias;       /* [n_out] widened to f32 (owned by the model), or NULL */
     int         n_in, n_out;
-    void       *packed;      /* kn_pack_weights panels of w (owned), or NULL */
+    void       *packed;      /* kn_pack_weights panels of w (owned), or NULL: never
+                              * for an FP8 weight, and freed while QUANTIZE runs this
+                              * Linear from FP8 weights (eng__packed_sync) */
     void       *fp8;         /* FP8 state, NULL until issue 5 */
 } eng_linear;
 
@@ -53,8 +57,11 @@ struct eng_model {
     eng_st_file     *st;
     const kn_math_ops *ops;
     int              n_threads;
-    const void      *embed;        /* [vocab, dim], stored precision */
+    const void      *embed;        /* [vocab, dim], stored precision, in the map: never
+                                    * read there (eng__embed_row) */
+    const eng_tensor *embed_t;     /* its tensor */
     kn_wtype         embed_type;
+    void            *embed_row;    /* [dim] stored-precision bytes: one row read from the file */
     eng_layer       *layers;       /* [n_layers] */
     const float     *final_norm;   /* [dim] */
     eng_linear       lm_head;      /* W = embed when tied */
@@ -80,6 +87,42 @@ struct eng_seq {
     uint8_t *k8, *v8;
     float   *kv_scale;    /* [n_layers][2] */
 };
+
+/* safetensors.c: reads of a file after eng_st_open, through the
+ * descriptor kept open.  eng__st_check/_check_all fail with -ESTALE and a
+ * message naming the file when it changed on disk since it was opened
+ * (its fstat identity: st_dev, st_ino, st_size, st_mtim); a caller checks
+ * before reading a tensor's mapped bytes again, since a file truncated in
+ * place raises SIGBUS on access to the mapping.  eng__st_release drops the
+ * resident pages of t's page-aligned interior (read-only MAP_PRIVATE:
+ * touched again they come back from the page cache); _all does it for
+ * every file.  eng__st_read copies bytes [off, off + len) of t with
+ * pread() after the check (a copied tensor from its copy): a short read
+ * is an error naming the file, never a signal.  Thread: the model's. */
+int  eng__st_check(const eng_st_file *f, const eng_tensor *t, char *err, size_t errlen);
+int  eng__st_check_all(const eng_st_file *f, char *err, size_t errlen);
+void eng__st_release(const eng_st_file *f, const eng_tensor *t);
+void eng__st_release_all(const eng_st_file *f);
+int  eng__st_read(const eng_st_file *f, const eng_tensor *t, size_t off, void *dst, size_t len,
+                  char *err, size_t errlen);
+
+/* model.c */
+/* Makes the packed copies match what mode runs: a Linear that runs from
+ * FP8 weights in mode (an FP8 weight of the checkpoint always; one with
+ * QUANTIZE weights in QUANTIZE) holds none, every other one holds its
+ * panels, re-packed from the mapping after eng__st_check and released
+ * from it.  On failure (-ESTALE, -ENOMEM) the copies this call made are
+ * freed again, so the packed state still matches the current mode. */
+int  eng__packed_sync(eng_model *m, qt_mode mode, char *err, size_t errlen);
+/* l's weight widened to f32 [n_out][n_in] in *out (malloc'd, caller
+ * frees): from the mapping after eng__st_check (pages released after), or
+ * decode(code) * scale for an FP8 weight of the checkpoint. */
+int  eng__linear_widen(const eng_model *m, const eng_linear *l, float **out, char *err,
+                       size_t errlen);
+/* Embedding row tok (checked by the caller) widened to f32 dst[dim]: from
+ * the tied lm_head's packed copy when it is resident, else read from the
+ * file (eng__st_read); never from the mapping. */
+int  eng__embed_row(eng_model *m, int32_t tok, float *dst, char *err, size_t errlen);
 
 /* rope.c: inverse frequencies and attention factor for cfg (§2.4-2.5). */
 int eng__rope_init(eng_model *m, char *err, size_t errlen);

@@ -365,8 +365,8 @@ int eng_forward(eng_model *m, eng_batch_item *items, size_t n_items, char *err, 
         for (size_t t = 0; t < items[i].n_tokens; t++, r++) {
             s->row_pos[r] = (int)(items[i].seq->len + t);
             s->row_item[r] = (int)i;
-            kn_widen(s->x + r * d, (const char *)m->embed + (size_t)items[i].tokens[t] * d *
-                     (m->embed_type == KN_W_F32 ? 4 : 2), m->embed_type, d);
+            if ((rc = eng__embed_row(m, items[i].tokens[t], s->x + r * d, err, errlen)) < 0)
+                return rc;
         }
     for (int li = 0; li < m->cfg.n_layers; li++)
         layer_forward(m, li, items, n_items, rows);

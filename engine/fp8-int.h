@@ -19,10 +19,11 @@ struct json_t;
 /* Weight granularity of an imported checkpoint or of a conversion. */
 typedef struct eng_fp8lin {
     qt_module        *mod;       /* selected module (prepare), or NULL */
-    kn_fp8w          *w8;        /* FP8 weights used in QUANTIZE, or NULL (stays high precision) */
+    kn_fp8w          *w8;        /* FP8 weights used in QUANTIZE, or NULL (stays high precision);
+                                  * imported: the weight itself, in every mode (OFF and
+                                  * MEASURE multiply it by f32 activations exactly) */
     float             in_scale;  /* static activation descale (x ~ q * in_scale); 0 = none */
     bool              imported;  /* the checkpoint stored this weight as FP8 */
-    float            *w_deq;     /* imported: f32(fp8) * scale, the high-precision weight (owned) */
     float             w_amax;    /* max |W|, taken when MEASURE starts (fed to the history each step) */
 } eng_fp8lin;
 
@@ -81,8 +82,8 @@ void eng__qconfig_cleanup(eng_qconfig *q);
 /* Whether the checkpoint's ignore list names module name. */
 bool eng__qconfig_ignores(const eng_qconfig *q, const char *name);
 /* Binds Linear l whose weight t is FP8: finds its scales (marking every
- * tensor it uses in used[]), builds the FP8 weights and the dequantized
- * f32 copy the high-precision path uses. */
+ * tensor it uses in used[]) and builds the FP8 weights, the one form the
+ * weight has in memory (l->w stays NULL; t's mapped pages are released). */
 int  eng__fp8_bind_linear(eng_model *m, eng_linear *l, const eng_tensor *t, bool *used,
                           char *err, size_t errlen);
 /* After binding: KV scales (self_attn.k_scale / v_scale), marking them used. */
@@ -128,7 +129,5 @@ bool eng__fp8_kv_cache(const eng_model *m);
 void eng__fp8_kv_scales(const eng_model *m, float *dst);
 /* x[i] = decode(fp8(x[i] / s)) * s (saturating, one f32 division). */
 void eng__fp8_round(float *x, size_t n, float s, kn_fp8_format fmt);
-/* The weight of l widened to f32 (malloc'd, caller frees). */
-float *eng__fp8_widen_weight(const eng_linear *l);
 
 #endif

@@ -85,16 +85,21 @@ static float fp8_block_amax(const float *w, size_t K, size_t r0, size_t r1, size
 
 /* Block layout: 128x128 scales amax / 448 from the high-precision weight
  * (1.0 for an all-zero block, §3.1's guard). */
-static int add_block(eng_stw *w, bufs *b, const eng_linear *l, char *err, size_t errlen)
+static int add_block(eng_stw *w, bufs *b, const eng_model *m, const eng_linear *l, char *err,
+                     size_t errlen)
 {
     size_t N = (size_t)l->n_out, K = (size_t)l->n_in, bn = (N + 127) / 128, bk = (K + 127) / 128;
-    float *hp = eng__fp8_widen_weight(l);
-    uint8_t *codes = keep(b, malloc(N * K));
-    float *s = keep(b, malloc(bn * bk * sizeof(float)));
+    float *hp;
+    uint8_t *codes;
+    float *s;
     char name[160];
     int rc;
 
-    if (hp == NULL || codes == NULL || s == NULL) {
+    if ((rc = eng__linear_widen(m, l, &hp, err, errlen)) < 0)
+        return rc;
+    codes = keep(b, malloc(N * K));
+    s = keep(b, malloc(bn * bk * sizeof(float)));
+    if (codes == NULL || s == NULL) {
         free(hp);
         return -ENOMEM;
     }
@@ -298,6 +303,9 @@ int eng_fp8_export(eng_model *m, const char *src_dir, const char *out_dir, bool 
         kn_errf(err, errlen, "export: the block-wise fp8 layout is E4M3 only");
         return -EINVAL;
     }
+    /* The tensors copied as they are are read from the mapping. */
+    if ((rc = eng__st_check_all(m->st, err, errlen)) < 0)
+        return rc;
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
         kn_errf(err, errlen, "export: %s: %s", out_dir, strerror(errno));
         return -errno;
@@ -319,7 +327,7 @@ int eng_fp8_export(eng_model *m, const char *src_dir, const char *out_dir, bool 
         if (!quantized(l))
             continue;
         if (block) {
-            rc = add_block(w, &b, l, err, errlen);
+            rc = add_block(w, &b, m, l, err, errlen);
         } else {
             kn_fp8_scale_kind k = kn_fp8w_scale_kind(fl->w8);
             if (have_kind && k != kind) {
@@ -379,6 +387,8 @@ int eng_fp8_export(eng_model *m, const char *src_dir, const char *out_dir, bool 
         rc = eng__fp8_state_save(m, path, err, errlen);
     }
 out:
+    /* the tensors written as they are were read through the mapping */
+    eng__st_release_all(m->st);
     json_decref(cfg);
     eng_stw_free(w);
     bufs_free(&b);

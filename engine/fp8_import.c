@@ -340,17 +340,11 @@ int eng__fp8_bind_linear(eng_model *m, eng_linear *l, const eng_tensor *t, bool 
     codes = (uint8_t *)t->data;
     if ((rc = kn_fp8w_new(&fl->w8, codes, N, K, fmt, kind, sc, err, errlen)) < 0)
         goto out;
-    /* The high-precision weight is W_deq = f32(fp8) * scale, one f32
-     * product per element: the references' weight-only arithmetic. */
-    if ((fl->w_deq = malloc(N * K * sizeof(float))) == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (size_t n = 0; n < N; n++)
-        for (size_t k = 0; k < K; k++)
-            fl->w_deq[n * K + k] = kn_fp8_decode(codes[n * K + k], fmt) *
-                                   kn_fp8w_scale_at(fl->w8, n, k);
-    l->w = fl->w_deq;
+    /* No high-precision copy: OFF and MEASURE run these FP8 weights with
+     * f32 activations (exact products, the scale last), so the weight is
+     * held once, in FP8, and the mapped codes are not needed again. */
+    eng__st_release(m->st, t);
+    l->w = NULL;
     l->wtype = KN_W_F32;
     fl->imported = true;
     f->imported = true;
@@ -439,10 +433,8 @@ void eng__fp8_free(eng_model *m)
 
     if (f == NULL)
         return;
-    for (size_t i = 0; f->lins && i < 7 * (size_t)m->cfg.n_layers + 1; i++) {
+    for (size_t i = 0; f->lins && i < 7 * (size_t)m->cfg.n_layers + 1; i++)
         kn_fp8w_free(f->lins[i].w8);
-        free(f->lins[i].w_deq);
-    }
     free(f->lins);
     qt_modset_free(f->set);
     qt_config_free(f->cfg);

@@ -28,15 +28,6 @@ static int n_threads(const eng_model *m)
     return m->n_threads > 0 ? m->n_threads : omp_get_max_threads();
 }
 
-float *eng__fp8_widen_weight(const eng_linear *l)
-{
-    size_t n = (size_t)l->n_out * l->n_in;
-    float *w = malloc(n * sizeof(float));
-    if (w != NULL)
-        kn_widen(w, l->w, l->wtype, n);
-    return w;
-}
-
 static void observe_rows(qt_module *mod, qt_slot slot, const float *x, size_t ld, size_t n,
                          size_t rows)
 {
@@ -95,16 +86,16 @@ bool eng__fp8_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t 
 
     if (f == NULL || fl == NULL)
         return false;
-    if (f->mode == QT_MODE_MEASURE) {
-        if (fl->mod != NULL)
-            observe_rows(fl->mod, QT_SLOT_INPUT, x, ldx, K, rows);
-        return false;
-    }
-    if (f->mode != QT_MODE_QUANTIZE || fl->w8 == NULL)
+    if (f->mode == QT_MODE_MEASURE && fl->mod != NULL)
+        observe_rows(fl->mod, QT_SLOT_INPUT, x, ldx, K, rows);
+    /* An FP8 weight of the checkpoint has no other form (l->w NULL): OFF
+     * and MEASURE run it with f32 activations (the exact 'linear'). */
+    if (fl->w8 == NULL || (f->mode != QT_MODE_QUANTIZE && l->w != NULL))
         return false;
 
-    w8a8 = f->opts.act == ENG_FP8_ACT_DYNAMIC ||
-           (f->opts.act == ENG_FP8_ACT_STATIC && fl->in_scale > 0.0f);
+    w8a8 = f->mode == QT_MODE_QUANTIZE &&
+           (f->opts.act == ENG_FP8_ACT_DYNAMIC ||
+            (f->opts.act == ENG_FP8_ACT_STATIC && fl->in_scale > 0.0f));
     if (f->opts.act == ENG_FP8_ACT_STATIC)
         sscale = &fl->in_scale;
     if (w8a8 && reserve_act(f, rows * K, rows) < 0)
@@ -132,6 +123,7 @@ bool eng__fp8_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t 
                                     (char *)f->mm_scratch + (size_t)ith * f->mm_scratch_each);
         }
     }
+    eng__fp8_linear_out(m, y, ldy, rows, l);   /* MEASURE (forward.c skips it here) */
     return true;
 }
 

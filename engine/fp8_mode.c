@@ -1,8 +1,11 @@
 /* fp8_mode.c: prepare (a quantizer state per selected module), the
  * OFF / MEASURE / QUANTIZE switch, calibration in memory and the
  * measurement files (fp8-semantics.md §4.4-4.8, §6.4).  QUANTIZE builds
- * FP8 weights beside the high-precision ones, never over them, so OFF
- * after QUANTIZE computes exactly what a fresh load does. */
+ * FP8 weights from the mapped originals and frees the packed
+ * high-precision copies of the Linears it runs in FP8; leaving QUANTIZE
+ * packs them again from the same bytes (unless the file changed on disk:
+ * then the switch is refused), so OFF after QUANTIZE computes exactly
+ * what a fresh load does. */
 #include "config.h"
 
 #include <errno.h>
@@ -173,16 +176,17 @@ static float row_amax(const float *w, size_t n);
 
 /* Weights are observed once, when a measurement starts (INC: at patch
  * time). */
-static int observe_weights(eng_model *m)
+static int observe_weights(eng_model *m, char *err, size_t errlen)
 {
     eng_fp8 *f = m->fp8;
+    int rc;
     for (size_t i = 0; i < m->n_linears; i++) {
         eng_linear *l = m->linears[i];
         float *w;
         if (f->lins[i].mod == NULL)
             continue;
-        if ((w = eng__fp8_widen_weight(l)) == NULL)
-            return -ENOMEM;
+        if ((rc = eng__linear_widen(m, l, &w, err, errlen)) < 0)
+            return rc;
         qt_module_observe(f->lins[i].mod, QT_SLOT_WEIGHT, 0, w, (size_t)l->n_out * l->n_in);
         f->lins[i].w_amax = row_amax(w, (size_t)l->n_out * l->n_in);
         free(w);
@@ -242,13 +246,18 @@ static int quantize_linear(eng_model *m, size_t i, char *err, size_t errlen)
         }
         ENG_LOG(KN_LOG_WARN, "module \"%s\" has no measurement: kept in high precision",
                 l->name);
-        kn_fp8w_free(fl->w8);
-        fl->w8 = NULL;
+        /* An imported weight has no other form: it stays FP8, with f32
+         * activations (weight-only) under static activation scales. */
+        if (!fl->imported) {
+            kn_fp8w_free(fl->w8);
+            fl->w8 = NULL;
+        }
         fl->in_scale = 0.0f;
         return 1;
     }
-    if ((w = eng__fp8_widen_weight(l)) == NULL || (sc = malloc(N * sizeof(float))) == NULL ||
-        (codes = malloc(N * K)) == NULL) {
+    if ((rc = eng__linear_widen(m, l, &w, err, errlen)) < 0)
+        return rc;
+    if ((sc = malloc(N * sizeof(float))) == NULL || (codes = malloc(N * K)) == NULL) {
         rc = -ENOMEM;
         goto out;
     }
@@ -291,15 +300,31 @@ out:
     return rc;
 }
 
+/* Frees l's packed copy once its FP8 weights exist, so that the
+ * conversion's peak holds each weight about once.  A failure later in
+ * quantize_all packs it again (eng__packed_sync to the current mode). */
+static void drop_packed_early(eng_linear *l)
+{
+    const eng_fp8lin *fl = l->fp8;
+    if (l->packed != NULL && fl != NULL && fl->w8 != NULL) {
+        kn_free(l->packed);
+        l->packed = NULL;
+    }
+}
+
 static int quantize_all(eng_model *m, char *err, size_t errlen)
 {
     eng_fp8 *f = m->fp8;
     int rc, n_hp = 0;
 
+    /* Refused before anything changes when a file changed on disk. */
+    if ((rc = eng__st_check_all(m->st, err, errlen)) < 0)
+        return rc;
     for (size_t i = 0; i < m->n_linears; i++) {
         if ((rc = quantize_linear(m, i, err, errlen)) < 0)
             return rc;
         n_hp += rc;
+        drop_packed_early(m->linears[i]);
     }
     for (int i = 0; i < 2 * m->cfg.n_layers; i++) {
         qt_module *mods[2] = {f->mm_mod[i], f->kv_mod[i]};
@@ -346,23 +371,38 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
             return rc;
         mode = QT_MODE_QUANTIZE;
     }
+    /* Leaving QUANTIZE packs the high-precision copies again first: when
+     * that fails (file changed on disk, out of memory) the mode stays. */
     switch (mode) {
     case QT_MODE_OFF:
+        if ((rc = eng__packed_sync(m, mode, err, errlen)) < 0)
+            return rc;
         f->mode = QT_MODE_OFF;
         return 0;
     case QT_MODE_MEASURE:
+        if ((rc = eng__packed_sync(m, mode, err, errlen)) < 0)
+            return rc;
         if (f->mode != QT_MODE_MEASURE) {
             qt_modset_reset_measurements(f->set);
-            if ((rc = observe_weights(m)) < 0)
+            if ((rc = observe_weights(m, err, errlen)) < 0) {
+                (void)eng__packed_sync(m, f->mode, NULL, 0);   /* frees only */
                 return rc;
+            }
         }
         f->mode = QT_MODE_MEASURE;
         return 0;
     case QT_MODE_QUANTIZE:
-        if (f->set != NULL && (rc = quantize_all(m, err, errlen)) < 0)
+        if (f->set != NULL && (rc = quantize_all(m, err, errlen)) < 0) {
+            /* copies dropped early come back; the file was checked above */
+            char e2[256];
+            if (eng__packed_sync(m, f->mode, e2, sizeof(e2)) < 0)
+                ENG_LOG(KN_LOG_ERR, "QUANTIZE failed, then re-packing failed: %s", e2);
             return rc;
+        }
         f->mode = QT_MODE_QUANTIZE;
-        return 0;
+        /* frees the rest; packs a Linear that QUANTIZE left in high
+         * precision (a module without measurements) */
+        return eng__packed_sync(m, QT_MODE_QUANTIZE, err, errlen);
     default:
         kn_errf(err, errlen, "FP8 mode %d is not a mode", (int)mode);
         return -EINVAL;

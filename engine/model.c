@@ -1,8 +1,16 @@
 /* model.c: eng_model_load: config, mapped weights bound by state-dict path
  * (model-formats.md §2.2), per-Linear records named like the state dict
- * (the FP8 hook points), and the model's lifetime.  Linear and embedding
- * weights stay in the map in their stored precision; norm weights and
- * biases (small) are widened to f32 copies owned by the model. */
+ * (the FP8 hook points), and the model's lifetime.  Norm weights and
+ * biases (small) are widened to f32 copies owned by the model.
+ *
+ * DESIGN (memory, issue 7): a weight is resident once.  A high-precision
+ * Linear is packed at load into panels owned by the model and its mapped
+ * pages are released; the mapping stays the source for re-packing,
+ * widening and export, always behind a check that the file is unchanged
+ * (eng__st_check).  While QUANTIZE runs a Linear from FP8 weights its
+ * panels are freed (eng__packed_sync); an FP8 weight of the checkpoint
+ * exists only as FP8.  The embedding is never read from the mapping: a
+ * row comes from the tied lm_head's panels or from the file by pread(). */
 #include "config.h"
 
 #include <errno.h>
@@ -129,6 +137,7 @@ static int bind_linear(binder *b, eng_linear *l, const char *prefix, int n_out, 
         l->w = t->data;
         l->wtype = wtype_of(t->dtype);
     }
+    l->src = t;
     if (bias) {
         snprintf(name, sizeof(name), "%s.bias", prefix);
         if ((rc = bind_vec(b, name, n_out, false, &l->bias)) < 0)
@@ -142,21 +151,132 @@ static int bind_linear(binder *b, eng_linear *l, const char *prefix, int n_out, 
     return 0;
 }
 
-/* Packs every Linear once at load for the kernels' panel layout (the
- * mapped original stays the reference for names, shapes and FP8 work). */
-static int pack_all(eng_model *m, char *err, size_t errlen)
+/* Packs l from the mapping (after checking that its file is unchanged)
+ * and releases the mapped pages it read. */
+static int pack_one(eng_model *m, eng_linear *l, char *err, size_t errlen)
 {
+    size_t sz = kn_packed_size(l->wtype, (size_t)l->n_out, (size_t)l->n_in);
+    int rc;
+
+    if ((rc = eng__st_check(m->st, l->src, err, errlen)) < 0)
+        return rc;
+    if ((l->packed = kn_alloc(sz)) == NULL) {
+        kn_errf(err, errlen, "%s: out of memory packing %zu bytes", l->name, sz);
+        return -ENOMEM;
+    }
+    kn_pack_weights(l->packed, l->w, l->wtype, (size_t)l->n_out, (size_t)l->n_in);
+    eng__st_release(m->st, l->src);
+    return 0;
+}
+
+/* Whether l computes from FP8 weights in mode (forward.c then never reads
+ * its panels: fp8_linear.c takes it). */
+static bool runs_fp8(const eng_linear *l, qt_mode mode)
+{
+    const eng_fp8lin *fl = l->fp8;
+    return l->w == NULL || (mode == QT_MODE_QUANTIZE && fl != NULL && fl->w8 != NULL);
+}
+
+static void drop_packed(eng_model *m, qt_mode mode)
+{
+    for (size_t i = 0; i < m->n_linears; i++) {
+        eng_linear *l = m->linears[i];
+        if (l->packed != NULL && runs_fp8(l, mode)) {
+            kn_free(l->packed);
+            l->packed = NULL;
+        }
+    }
+}
+
+int eng__packed_sync(eng_model *m, qt_mode mode, char *err, size_t errlen)
+{
+    qt_mode cur = m->fp8 != NULL ? m->fp8->mode : QT_MODE_OFF;
+    int rc;
+
     if (m->ops->linear_packed == NULL)
         return 0;
     for (size_t i = 0; i < m->n_linears; i++) {
         eng_linear *l = m->linears[i];
-        size_t sz = kn_packed_size(l->wtype, (size_t)l->n_out, (size_t)l->n_in);
-        if ((l->packed = kn_alloc(sz)) == NULL) {
-            kn_errf(err, errlen, "%s: out of memory packing %zu bytes", l->name, sz);
-            return -ENOMEM;
+        if (l->packed == NULL && !runs_fp8(l, mode) && (rc = pack_one(m, l, err, errlen)) < 0) {
+            /* the copies made above are exactly those cur does not use */
+            drop_packed(m, cur);
+            return rc;
         }
-        kn_pack_weights(l->packed, l->w, l->wtype, (size_t)l->n_out, (size_t)l->n_in);
     }
+    drop_packed(m, mode);
+    return 0;
+}
+
+/* f32(code) * scale per run of KN_FP8W_BLOCK columns (one scale per run
+ * for every scale kind): the references' weight-only arithmetic, one f32
+ * product per element. */
+static int widen_fp8(const eng_linear *l, float *w, char *err, size_t errlen)
+{
+    const eng_fp8lin *fl = l->fp8;
+    size_t N = (size_t)l->n_out, K = (size_t)l->n_in;
+    uint8_t *codes;
+
+    if (fl == NULL || fl->w8 == NULL) {
+        kn_errf(err, errlen, "%s: the FP8 weight is not bound", l->name);
+        return -EINVAL;
+    }
+    if ((codes = malloc(N * K)) == NULL) {
+        kn_errf(err, errlen, "%s: out of memory decoding %zu FP8 weights", l->name, N * K);
+        return -ENOMEM;
+    }
+    kn_fp8w_unpack(fl->w8, codes);
+    for (size_t n = 0; n < N; n++)
+        for (size_t k = 0; k < K; k += KN_FP8W_BLOCK) {
+            size_t len = K - k < KN_FP8W_BLOCK ? K - k : KN_FP8W_BLOCK;
+            kn_active()->fp8_to_f32(w + n * K + k, codes + n * K + k, len,
+                                    kn_fp8w_format(fl->w8), kn_fp8w_scale_at(fl->w8, n, k));
+        }
+    free(codes);
+    return 0;
+}
+
+int eng__linear_widen(const eng_model *m, const eng_linear *l, float **out, char *err,
+                      size_t errlen)
+{
+    size_t n = (size_t)l->n_out * (size_t)l->n_in;
+    float *w;
+    int rc = 0;
+
+    *out = NULL;
+    if (l->w != NULL && (rc = eng__st_check(m->st, l->src, err, errlen)) < 0)
+        return rc;
+    if ((w = malloc(n * sizeof(float))) == NULL) {
+        kn_errf(err, errlen, "%s: out of memory widening %zu weights", l->name, n);
+        return -ENOMEM;
+    }
+    if (l->w == NULL) {
+        rc = widen_fp8(l, w, err, errlen);
+    } else {
+        kn_widen(w, l->w, l->wtype, n);
+        eng__st_release(m->st, l->src);
+    }
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int eng__embed_row(eng_model *m, int32_t tok, float *dst, char *err, size_t errlen)
+{
+    size_t d = (size_t)m->cfg.dim, esz = m->embed_type == KN_W_F32 ? 4 : 2;
+    int rc;
+
+    /* Tied: the same bytes, resident already (a gather of d values). */
+    if (m->cfg.tie_embeddings && m->lm_head.packed != NULL) {
+        kn_packed_row(dst, m->lm_head.packed, m->lm_head.wtype, d, (size_t)tok);
+        return 0;
+    }
+    if ((rc = eng__st_read(m->st, m->embed_t, (size_t)tok * d * esz, m->embed_row, d * esz,
+                           err, errlen)) < 0)
+        return rc;
+    kn_widen(dst, m->embed_row, m->embed_type, d);
     return 0;
 }
 
@@ -215,7 +335,12 @@ static int bind_all(eng_model *m, char *err, size_t errlen)
     if ((t = claim(&b, "model.embed_tokens.weight", c->vocab_size, c->dim, false, &rc)) == NULL)
         goto out;
     m->embed = t->data;
+    m->embed_t = t;
     m->embed_type = wtype_of(t->dtype);
+    if ((m->embed_row = malloc(t->size / (size_t)c->vocab_size)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (int i = 0; i < c->n_layers; i++)
         if ((rc = bind_layer(&b, i)) < 0)
             goto out;
@@ -225,6 +350,7 @@ static int bind_all(eng_model *m, char *err, size_t errlen)
         snprintf(m->lm_head.name, sizeof(m->lm_head.name), "lm_head");
         m->lm_head.w = m->embed;
         m->lm_head.wtype = m->embed_type;
+        m->lm_head.src = m->embed_t;
         m->lm_head.n_in = c->dim;
         m->lm_head.n_out = c->vocab_size;
         if (eng_st_find(m->st, "lm_head.weight") != NULL) {
@@ -291,10 +417,13 @@ int eng_model_load(eng_model **out, const char *dir, const eng_model_opts *opts,
     if ((rc = eng_model_config_load(&m->cfg, path, err, errlen)) < 0 ||
         (rc = eng_st_open_dir(&m->st, dir, err, errlen)) < 0 ||
         (rc = eng__fp8_load_begin(m, dir, err, errlen)) < 0 ||
-        (rc = bind_all(m, err, errlen)) < 0 || (rc = pack_all(m, err, errlen)) < 0 ||
+        (rc = bind_all(m, err, errlen)) < 0 ||
+        (rc = eng__packed_sync(m, QT_MODE_OFF, err, errlen)) < 0 ||
         (rc = eng__rope_init(m, err, errlen)) < 0 ||
         (rc = eng__fp8_load_end(m, dir, err, errlen)) < 0)
         goto fail;
+    /* what binding read (headers, norms, scales, page edges) goes too */
+    eng__st_release_all(m->st);
     ENG_LOG(KN_LOG_INFO, "model=%s arch=%s layers=%d dim=%d heads=%d/%d vocab=%d kernels=%s",
             dir, m->cfg.arch_name, m->cfg.n_layers, m->cfg.dim, m->cfg.n_heads,
             m->cfg.n_kv_heads, m->cfg.vocab_size, m->ops->name);
@@ -319,6 +448,7 @@ void eng_model_free(eng_model *m)
     free(m->linears);
     free(m->layers);
     free(m->inv_freq);
+    free(m->embed_row);
     eng_st_close(m->st);
     eng_model_config_cleanup(&m->cfg);
     free(m);

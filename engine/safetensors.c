@@ -7,6 +7,14 @@
  * tensors packed back to back from 0 to the end of the file (no hole, no
  * overlap, no trailing bytes).  Tensors the file placed unaligned for their
  * element size are copied, so callers may cast data to the element type.
+ *
+ * Each file stays open, with its identity at open (device, inode, size,
+ * mtime), for the engine's later reads (engine-int.h, eng__st_*): the
+ * mapping is MAP_PRIVATE and read-only, so pages the engine has copied can
+ * be dropped (they come back from the page cache if touched), and a file
+ * changed in place is detected through the kept descriptor before anything
+ * reads it again (a file truncated under a mapping raises SIGBUS on
+ * access; pread() only comes back short).
  */
 #include "config.h"
 
@@ -27,6 +35,8 @@ typedef struct st_map {
     char  *path;
     void  *base;
     size_t size;
+    int    fd;            /* kept open for checks and pread; -1 if none */
+    struct stat id;       /* fstat at open: st_dev, st_ino, st_size, st_mtim */
 } st_map;
 
 struct eng_st_file {
@@ -131,6 +141,8 @@ void eng_st_close(eng_st_file *f)
     for (size_t i = 0; i < f->n_maps; i++) {
         if (f->maps[i].base != NULL && f->maps[i].size > 0)
             munmap(f->maps[i].base, f->maps[i].size);
+        if (f->maps[i].fd >= 0)
+            close(f->maps[i].fd);
         free(f->maps[i].path);
     }
     free(f->maps);
@@ -396,10 +408,10 @@ out:
 
 static int map_file(st_map *mp, const char *path, char *err, size_t errlen)
 {
-    struct stat st;
     int fd, rc;
 
     memset(mp, 0, sizeof(*mp));
+    mp->fd = -1;
     if ((mp->path = strdup(path)) == NULL)
         return -ENOMEM;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -407,24 +419,23 @@ static int map_file(st_map *mp, const char *path, char *err, size_t errlen)
         kn_errf(err, errlen, "%s: open: %s", path, strerror(-rc));
         return rc;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        rc = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+    if (fstat(fd, &mp->id) < 0 || !S_ISREG(mp->id.st_mode)) {
+        rc = S_ISREG(mp->id.st_mode) ? -errno : -EINVAL;
         kn_errf(err, errlen, "%s: not a regular file", path);
         close(fd);
         return rc;
     }
-    mp->size = (size_t)st.st_size;
+    mp->fd = fd;
+    mp->size = (size_t)mp->id.st_size;
     if (mp->size > 0) {
         mp->base = mmap(NULL, mp->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (mp->base == MAP_FAILED) {
             rc = -errno;
             mp->base = NULL;
             kn_errf(err, errlen, "%s: mmap: %s", path, strerror(-rc));
-            close(fd);
             return rc;
         }
     }
-    close(fd);
     return 0;
 }
 
@@ -571,5 +582,115 @@ int eng_st_open_dir(eng_st_file **out, const char *dir, char *err, size_t errlen
         return rc;
     }
     *out = f;
+    return 0;
+}
+
+/* ---- reads after open (engine-int.h) -------------------------------------- */
+
+static const st_map *file_of(const eng_st_file *f, const eng_tensor *t)
+{
+    for (size_t i = 0; i < f->n_maps; i++)
+        if (f->maps[i].path == t->file)
+            return &f->maps[i];
+    return NULL;
+}
+
+/* The map that holds t's bytes; NULL for a tensor copied at open. */
+static const st_map *map_of(const eng_st_file *f, const eng_tensor *t)
+{
+    const st_map *mp = file_of(f, t);
+    const char *b = mp != NULL ? mp->base : NULL, *d = t->data;
+    if (b == NULL || d < b || d + t->size > b + mp->size)
+        return NULL;
+    return mp;
+}
+
+static int check_map(const st_map *mp, char *err, size_t errlen)
+{
+    struct stat st;
+    int rc;
+
+    if (fstat(mp->fd, &st) < 0) {
+        rc = -errno;
+        kn_errf(err, errlen, "%s: fstat: %s", mp->path, strerror(-rc));
+        return rc;
+    }
+    if (st.st_dev != mp->id.st_dev || st.st_ino != mp->id.st_ino ||
+        st.st_size != mp->id.st_size || st.st_mtim.tv_sec != mp->id.st_mtim.tv_sec ||
+        st.st_mtim.tv_nsec != mp->id.st_mtim.tv_nsec) {
+        kn_errf(err, errlen, "%s: changed on disk since load (%lld bytes then, %lld now); "
+                "reload the model", mp->path, (long long)mp->id.st_size, (long long)st.st_size);
+        return -ESTALE;
+    }
+    return 0;
+}
+
+int eng__st_check(const eng_st_file *f, const eng_tensor *t, char *err, size_t errlen)
+{
+    const st_map *mp = file_of(f, t);
+    return mp != NULL && mp->fd >= 0 ? check_map(mp, err, errlen) : 0;
+}
+
+int eng__st_check_all(const eng_st_file *f, char *err, size_t errlen)
+{
+    int rc;
+    for (size_t i = 0; i < f->n_maps; i++)
+        if (f->maps[i].fd >= 0 && (rc = check_map(&f->maps[i], err, errlen)) < 0)
+            return rc;
+    return 0;
+}
+
+/* madvise is advice: when it fails the pages stay resident and nothing
+ * else changes, so its result is deliberately not an error. */
+static void drop_pages(const void *p, size_t len)
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + len) & ~(pg - 1);
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void eng__st_release(const eng_st_file *f, const eng_tensor *t)
+{
+    if (map_of(f, t) != NULL)
+        drop_pages(t->data, t->size);
+}
+
+void eng__st_release_all(const eng_st_file *f)
+{
+    for (size_t i = 0; i < f->n_maps; i++)
+        if (f->maps[i].base != NULL)
+            drop_pages(f->maps[i].base, f->maps[i].size);
+}
+
+int eng__st_read(const eng_st_file *f, const eng_tensor *t, size_t off, void *dst, size_t len,
+                 char *err, size_t errlen)
+{
+    const st_map *mp = map_of(f, t);
+    size_t done = 0;
+    off_t pos;
+    int rc;
+
+    KN_ASSERT(off <= t->size && len <= t->size - off);
+    if (mp == NULL || mp->fd < 0) {          /* an aligned copy made at open */
+        memcpy(dst, (const char *)t->data + off, len);
+        return 0;
+    }
+    if ((rc = check_map(mp, err, errlen)) < 0)
+        return rc;
+    pos = (off_t)((const char *)t->data - (const char *)mp->base) + (off_t)off;
+    while (done < len) {
+        ssize_t n = pread(mp->fd, (char *)dst + done, len - done, pos + (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -EIO;
+            kn_errf(err, errlen, "%s: tensor \"%s\": read of %zu bytes at %lld: %s", mp->path,
+                    t->name, len, (long long)pos, n < 0 ? strerror(-rc)
+                                                        : "end of file (truncated since load?)");
+            return rc;
+        }
+        done += (size_t)n;
+    }
     return 0;
 }
