@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -228,6 +229,61 @@ static const char *make_dir(const char *sub, const char *config, const char *wei
     snprintf(p, sizeof(p), "%s/model.safetensors", dir);
     ck_assert(symlink(weights_path, p) == 0);
     return dir;
+}
+
+/* Linears holding a packed high-precision copy; with fp8_only, only
+ * those that also hold FP8 weights (engine-int.h: never both in QUANTIZE). */
+static int count_packed(const eng_model *m, bool fp8_only)
+{
+    int n = 0;
+    for (size_t i = 0; i < m->n_linears; i++) {
+        const eng_fp8lin *fl = m->linears[i]->fp8;
+        n += m->linears[i]->packed != NULL && (!fp8_only || (fl != NULL && fl->w8 != NULL));
+    }
+    return n;
+}
+
+/* A private copy of a model directory (config.json and the weights) in
+ * g_tmp/sub, for tests that change the weights file under a loaded model. */
+static const char *copy_model(const char *src, const char *sub)
+{
+    static char dir[512];
+    char p[700];
+    size_t n;
+    snprintf(dir, sizeof(dir), "%s/%s", g_tmp, sub);
+    ck_assert(mkdir(dir, 0755) == 0);
+    const char *names[2] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", src, names[i]);
+        char *buf = read_file(p, &n);
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        write_file(p, buf, n);
+        free(buf);
+    }
+    return dir;
+}
+
+/* Changes the file in place: one byte at off rewritten (flipped) or, with
+ * off < 0, the file cut to half its size.  The mtime is set 100 s ahead
+ * because file times tick in jiffies: a write within the same tick as the
+ * load would keep the mtime the model saw. */
+static void change_in_place(const char *path, long off)
+{
+    int fd = open(path, O_RDWR);
+    struct stat st;
+    unsigned char b;
+    ck_assert(fd >= 0 && fstat(fd, &st) == 0);
+    if (off < 0) {
+        ck_assert(ftruncate(fd, st.st_size / 2) == 0);
+    } else {
+        ck_assert(pread(fd, &b, 1, off) == 1);
+        b ^= 0x40;
+        ck_assert(pwrite(fd, &b, 1, off) == 1);
+    }
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
+    ts[1].tv_sec += 100;
+    ck_assert(futimens(fd, ts) == 0);
+    close(fd);
 }
 
 /* ---- import ---------------------------------------------------------------- */
@@ -922,14 +978,62 @@ START_TEST(test_mode_cycle_identity)
     ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0, "MEASURE changed logits");
     free(got);
     ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    /* the 14 layer Linears run from FP8 and hold no packed copy; the
+     * blocklisted lm_head keeps its own */
+    ck_assert_int_eq(count_packed(m, true), 0);
+    ck_assert_int_eq(count_packed(m, false), 1);
     got = run_logits(m, g_test, T_TEST);
     ck_assert(diff(got, want, (size_t)T_TEST * VOCAB).max_abs > 1e-3);
     free(got);
     ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
+    ck_assert_int_eq(count_packed(m, false), 15);   /* packed again, from the file */
     got = run_logits(m, g_test, T_TEST);
     ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0,
                   "OFF after QUANTIZE differs from a fresh load");
     free(got);
+    free(want);
+    qt_config_free(c);
+    eng_model_free(m);
+    eng_model_free(fresh);
+}
+END_TEST
+
+/* The same cycle on a tied model whose lm_head is quantized too: in
+ * QUANTIZE nothing holds the embedding's panels (rows are read from the
+ * file); OFF packs lm_head from the embedding again and equals a fresh
+ * load bit for bit, and so does QUANTIZE -> MEASURE. */
+START_TEST(test_tied_cycle_identity)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/models/qwen2_tiny_bf16", g_data);
+    eng_model *fresh = load_dir(dir), *m = load_dir(dir);
+    qt_config *c = make_config3("MEASURE", "", "");
+    size_t n = (size_t)T_TEST * eng_model_get_config(m)->vocab_size;
+    float *want, *got, *q1, *q2;
+
+    make_ids();
+    want = run_logits(fresh, g_test, T_TEST);
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(count_packed(m, false), 0);
+    q1 = run_logits(m, g_test, T_TEST);
+    ck_assert(diff(q1, want, n).max_abs > 1e-3);
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
+    ck_assert_int_eq(count_packed(m, false), 15);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, n * 4) == 0, "OFF after QUANTIZE differs from a fresh load");
+    free(got);
+    /* QUANTIZE again from the same measurements: the same FP8 model */
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0);
+    q2 = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(q1, q2, n * 4) == 0, "second QUANTIZE differs from the first");
+    ck_assert(eng_fp8_set_mode(m, QT_MODE_MEASURE, g_err, sizeof(g_err)) == 0);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, n * 4) == 0, "MEASURE after QUANTIZE differs");
+    free(got);
+    free(q1);
+    free(q2);
     free(want);
     qt_config_free(c);
     eng_model_free(m);
@@ -1374,6 +1478,145 @@ START_TEST(test_convert_reproduces_fp8_ct)
 }
 END_TEST
 
+/* ---- memory (issue 7) ------------------------------------------------------- */
+
+/* An FP8 checkpoint holds its weights once, as FP8 (no f32 or packed
+ * copy); its export writes the checkpoint's own tensors back byte for
+ * byte (the BF16 ones re-read from the released mapping); and MEASURE
+ * runs the FP8 weights with f32 activations: torch's weight-only logits. */
+START_TEST(test_imported_fp8_held_once)
+{
+    char src[512], out[400], p[700];
+    eng_model *m = load_fp8model("llama_tiny_fp8_ct");
+    eng_st_file *ref = load_ref("llama_tiny_fp8_ct_ref.safetensors"), *a = NULL, *b = NULL;
+    int n_imp = 0;
+
+    for (size_t i = 0; i < m->n_linears; i++) {
+        const eng_linear *l = m->linears[i];
+        const eng_fp8lin *fl = l->fp8;
+        ck_assert(fl != NULL);
+        if (!fl->imported) {
+            ck_assert_msg(l->packed != NULL, "%s: BF16 Linear not packed", l->name);
+            continue;
+        }
+        ck_assert_msg(l->w == NULL && l->packed == NULL && fl->w8 != NULL,
+                      "%s: an FP8 weight held in another form", l->name);
+        n_imp++;
+    }
+    ck_assert_int_eq(n_imp, 14);
+    snprintf(src, sizeof(src), "%s/fp8models/llama_tiny_fp8_ct", g_data);
+    snprintf(out, sizeof(out), "%s/ct_again", g_tmp);
+    ck_assert_msg(eng_fp8_export(m, src, out, false, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    snprintf(p, sizeof(p), "%s/model.safetensors", src);
+    ck_assert(eng_st_open(&a, p, g_err, sizeof(g_err)) == 0);
+    snprintf(p, sizeof(p), "%s/model.safetensors", out);
+    ck_assert(eng_st_open(&b, p, g_err, sizeof(g_err)) == 0);
+    ck_assert_uint_eq(eng_st_count(a), eng_st_count(b));
+    for (size_t i = 0; i < eng_st_count(a); i++) {
+        const eng_tensor *x = eng_st_at(a, i), *y = eng_st_find(b, x->name);
+        ck_assert_msg(y != NULL, "%s missing from the export", x->name);
+        ck_assert_msg(x->dtype == y->dtype && x->n_dims == y->n_dims && x->size == y->size &&
+                      memcmp(x->shape, y->shape, sizeof(x->shape)) == 0 &&
+                      memcmp(x->data, y->data, x->size) == 0, "%s differs", x->name);
+    }
+    eng_st_close(a);
+    eng_st_close(b);
+    qt_config *c = make_config("");
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_MEASURE);
+    check_logits(m, ref, "weight_only", true);
+    qt_config_free(c);
+    eng_st_close(ref);
+    eng_model_free(m);
+}
+END_TEST
+
+/* A weights file cut in place under a QUANTIZE model: leaving QUANTIZE,
+ * export and a forward that needs embedding rows from the file fail
+ * naming the file (a read of the mapping would have raised SIGBUS and
+ * failed the test), and the model stays in QUANTIZE with its state; a
+ * model loaded before the cut cannot start measuring either. */
+START_TEST(test_changed_file_refused)
+{
+    const char *dir = copy_model(bf16_dir(), "cut");
+    char path[600], out[600];
+    eng_model *m = load_dir(dir), *m2 = load_dir(dir);
+    qt_config *c = make_config("");
+    float *lg = malloc(VOCAB * sizeof(float));
+    int rc;
+
+    make_ids();
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    snprintf(out, sizeof(out), "%s/export", g_tmp);
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    change_in_place(path, -1);
+    static const qt_mode leave[2] = {QT_MODE_OFF, QT_MODE_MEASURE};
+    for (int i = 0; i < 2; i++) {
+        g_err[0] = 0;
+        rc = eng_fp8_set_mode(m, leave[i], g_err, sizeof(g_err));
+        ck_assert_msg(rc == -ESTALE && strstr(g_err, path) != NULL &&
+                      strstr(g_err, "changed on disk since load") != NULL, "rc %d: %s", rc, g_err);
+        ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_QUANTIZE);
+        ck_assert_int_eq(count_packed(m, false), 1);      /* lm_head's, as before */
+    }
+    ck_assert_int_eq(eng_fp8_export(m, bf16_dir(), out, false, g_err, sizeof(g_err)), -ESTALE);
+    ck_assert_msg(strstr(g_err, path) != NULL, "%s", g_err);
+    eng_seq *s = eng_seq_new(m, 4);
+    eng_batch_item it = {s, g_test, 2, false, lg};
+    g_err[0] = 0;
+    ck_assert_int_eq(eng_forward(m, &it, 1, g_err, sizeof(g_err)), -ESTALE);
+    ck_assert_msg(strstr(g_err, path) != NULL, "%s", g_err);
+    ck_assert_uint_eq(eng_seq_len(s), 0);
+    eng_seq_free(s);
+    rc = eng_fp8_prepare(m2, c, NULL, NULL, g_err, sizeof(g_err));
+    ck_assert_msg(rc == -ESTALE && strstr(g_err, path) != NULL, "prepare: rc %d: %s", rc, g_err);
+    free(lg);
+    qt_config_free(c);
+    eng_model_free(m);
+    eng_model_free(m2);
+}
+END_TEST
+
+/* A byte rewritten in place under a tied model whose lm_head stays BF16:
+ * the switch back to OFF is refused, and the model keeps serving from
+ * what it holds (FP8 layers, embedding rows from lm_head's panels) with
+ * exactly the logits it gave before the change. */
+START_TEST(test_changed_file_keeps_serving)
+{
+    char src[512], path[600];
+    struct stat st;
+    snprintf(src, sizeof(src), "%s/models/qwen2_tiny_bf16", g_data);
+    const char *dir = copy_model(src, "flip");
+    eng_model *m = load_dir(dir);
+    qt_config *c = make_config("");
+    size_t n = (size_t)T_TEST * eng_model_get_config(m)->vocab_size;
+    float *a, *b;
+    int rc;
+
+    make_ids();
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert_int_eq(count_packed(m, false), 1);
+    a = run_logits(m, g_test, T_TEST);
+    ck_assert(stat(path, &st) == 0);
+    change_in_place(path, (long)st.st_size / 2);
+    rc = eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err));
+    ck_assert_msg(rc == -ESTALE && strstr(g_err, "changed on disk since load") != NULL,
+                  "rc %d: %s", rc, g_err);
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_QUANTIZE);
+    b = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(a, b, n * 4) == 0, "logits changed after a refused switch");
+    free(a);
+    free(b);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *fp8engine_suite(void)
@@ -1394,6 +1637,7 @@ static Suite *fp8engine_suite(void)
     tcase_add_loop_test(tc, test_quantize_matches_plain_reference, 0,
                         (int)(sizeof(k_cases) / sizeof(*k_cases)));
     tcase_add_test(tc, test_mode_cycle_identity);
+    tcase_add_test(tc, test_tied_cycle_identity);
     tcase_add_test(tc, test_selection_names);
     tcase_add_test(tc, test_auto_mode);
     tcase_add_test(tc, test_bad_measurements);
@@ -1407,6 +1651,13 @@ static Suite *fp8engine_suite(void)
                         (int)(sizeof(k_export) / sizeof(*k_export)));
     tcase_add_test(tc, test_export_block_layout);
     tcase_add_test(tc, test_convert_reproduces_fp8_ct);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("memory");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, make_tmp, rm_tmp);
+    tcase_add_test(tc, test_imported_fp8_held_once);
+    tcase_add_test(tc, test_changed_file_refused);
+    tcase_add_test(tc, test_changed_file_keeps_serving);
     suite_add_tcase(s, tc);
     return s;
 }
