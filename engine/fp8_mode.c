@@ -348,6 +348,20 @@ static int quantize_all(eng_model *m, char *err, size_t errlen)
     return 0;
 }
 
+/* Outside QUANTIZE a conversion's FP8 weights are not used (QUANTIZE
+ * builds them again from the measurements): they go, so OFF and MEASURE
+ * hold each weight once.  An imported weight has no other form. */
+static void drop_fp8_weights(eng_model *m)
+{
+    for (size_t i = 0; i < m->n_linears; i++) {
+        eng_fp8lin *fl = &m->fp8->lins[i];
+        if (!fl->imported && fl->w8 != NULL) {
+            kn_fp8w_free(fl->w8);
+            fl->w8 = NULL;
+        }
+    }
+}
+
 static bool file_exists(const char *p)
 {
     struct stat st;
@@ -378,6 +392,7 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
         if ((rc = eng__packed_sync(m, mode, err, errlen)) < 0)
             return rc;
         f->mode = QT_MODE_OFF;
+        drop_fp8_weights(m);
         return 0;
     case QT_MODE_MEASURE:
         if ((rc = eng__packed_sync(m, mode, err, errlen)) < 0)
@@ -390,6 +405,7 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
             }
         }
         f->mode = QT_MODE_MEASURE;
+        drop_fp8_weights(m);
         return 0;
     case QT_MODE_QUANTIZE:
         if (f->set != NULL && (rc = quantize_all(m, err, errlen)) < 0) {

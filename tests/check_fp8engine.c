@@ -243,6 +243,17 @@ static int count_packed(const eng_model *m, bool fp8_only)
     return n;
 }
 
+/* Linears holding FP8 weights. */
+static int count_fp8(const eng_model *m)
+{
+    int n = 0;
+    for (size_t i = 0; i < m->n_linears; i++) {
+        const eng_fp8lin *fl = m->linears[i]->fp8;
+        n += fl != NULL && fl->w8 != NULL;
+    }
+    return n;
+}
+
 /* A private copy of a model directory (config.json and the weights) in
  * g_tmp/sub, for tests that change the weights file under a loaded model. */
 static const char *copy_model(const char *src, const char *sub)
@@ -986,7 +997,10 @@ START_TEST(test_mode_cycle_identity)
     ck_assert(diff(got, want, (size_t)T_TEST * VOCAB).max_abs > 1e-3);
     free(got);
     ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
-    ck_assert_int_eq(count_packed(m, false), 15);   /* packed again, from the file */
+    /* packed again from the file; the FP8 weights are gone until the
+     * next QUANTIZE builds them */
+    ck_assert_int_eq(count_packed(m, false), 15);
+    ck_assert_int_eq(count_fp8(m), 0);
     got = run_logits(m, g_test, T_TEST);
     ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0,
                   "OFF after QUANTIZE differs from a fresh load");
@@ -1017,10 +1031,12 @@ START_TEST(test_tied_cycle_identity)
     calibrate(m);
     ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
     ck_assert_int_eq(count_packed(m, false), 0);
+    ck_assert_int_eq(count_fp8(m), 15);
     q1 = run_logits(m, g_test, T_TEST);
     ck_assert(diff(q1, want, n).max_abs > 1e-3);
     ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
     ck_assert_int_eq(count_packed(m, false), 15);
+    ck_assert_int_eq(count_fp8(m), 0);
     got = run_logits(m, g_test, T_TEST);
     ck_assert_msg(memcmp(got, want, n * 4) == 0, "OFF after QUANTIZE differs from a fresh load");
     free(got);
