@@ -460,7 +460,8 @@ static void finish(const opts *o, slot *s, CURLcode cc, stats *st)
 
 static void report_lat(const char *what, darr *a)
 {
-    qsort(a->v, a->n, sizeof(double), cmp_d);
+    if (a->n > 1)
+        qsort(a->v, a->n, sizeof(double), cmp_d);   /* v is NULL while empty */
     printf("loadgen: latency %-14s n=%-6zu p50=%.1f p90=%.1f p99=%.1f max=%.1f ms\n", what, a->n,
            pct(a, 50) * 1e3, pct(a, 90) * 1e3, pct(a, 99) * 1e3,
            a->n ? a->v[a->n - 1] * 1e3 : 0.0);

@@ -18,11 +18,15 @@ secs=${FP8D_LOAD_SECONDS:-12}
 warm=${FP8D_LOAD_WARMUP:-4}
 slack=${FP8D_LOAD_RSS_SLACK:-10}
 mult=${CK_TIMEOUT_MULTIPLIER:-1}
-# ASan keeps freed blocks in a quarantine (256 MB by default) that fills
-# for far longer than the warm-up: a small one keeps the RSS check about
-# the daemon's own memory, not the sanitizer's bookkeeping.
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"
-export ASAN_OPTIONS
+# Under ASan the allocator (its quarantine, its caches) keeps growing with
+# the number of allocations long after the warm-up, so RSS says more about
+# the sanitizer than about the daemon: it is printed, not checked, and
+# LeakSanitizer checks the daemon's memory at its exit instead (exit 0).
+rss_check="--rss-slack $slack"
+if ldd "$FP8D" 2>/dev/null | grep -q libasan; then
+    rss_check=""
+    echo "load: ASan build: RSS printed, not checked (LeakSanitizer runs at exit)"
+fi
 
 # --max-queued-requests 32: 64 connections overflow it now and then, so
 # 429 (and the client's Retry-After wait) runs under load too.
@@ -35,11 +39,12 @@ while [ "$n" -gt 0 ] && [ "$(http GET /health)" != '200 {"status":"ok"}' ]; do
 done
 curl -s -m 10 "$url/metrics" > "$work/m0"
 echo "load: $secs s, 64 connections, warm-up $warm s, RSS slack $slack%"
+# shellcheck disable=SC2086
 "$loadgen" --url "$url" --conns 64 --duration "$secs" --warmup "$warm" --pid "$daemon_pid" \
-    --rss-slack "$slack" --seed 8 > "$work/lg" 2>&1
+    $rss_check --seed 8 > "$work/lg" 2>&1
 rc=$?
 cat "$work/lg"
-check "loadgen: every answer well-formed, no transport error, RSS within $slack% after warm-up" \
+check "loadgen: every answer well-formed, no transport error${rss_check:+, RSS within $slack% after warm-up}" \
     [ "$rc" = 0 ]
 for k in completion chat_stream health; do
     check "$k: answered 200 under load" grep -Eq "^loadgen: $k +n=[0-9]+ +ok=[1-9]" "$work/lg"
