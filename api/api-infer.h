@@ -50,7 +50,8 @@ typedef struct api__choice {
 
 struct api_call {
     api_service    *svc;
-    const eng_tokenizer *tok;
+    api__eng       *pin;           /* the engine it submits to, pinned until freed */
+    const eng_tokenizer *tok;      /* pin's */
     pthread_mutex_t mu;
     int             refs;          /* transport + submitted choices not done */
     api_wake_fn     wake;

@@ -6,6 +6,7 @@
 #include "api/api.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -37,6 +38,16 @@ typedef struct api_key {
 enum { API_FIN_STOP, API_FIN_LENGTH, API_FIN_ABORT, API_FIN_COUNT_ };
 enum { API_CANCEL_DISCONNECT, API_CANCEL_DEADLINE, API_CANCEL_SHUTDOWN, API_CANCEL_COUNT_ };
 
+/* One engine and the hash of the model files it loaded (api_engine.c).
+ * An api_call pins the engine it submits to until the call is freed: a
+ * retired engine is freed only once nothing pins it. */
+typedef struct api__eng {
+    struct eng_engine *eng;
+    char               hash[17];
+    _Atomic int        pins;
+    struct api__eng   *next;            /* the retired list */
+} api__eng;
+
 struct api_service {
     _Atomic int     state;              /* api_state */
     api_service_params p;               /* strings below replace the borrowed ones */
@@ -48,7 +59,15 @@ struct api_service {
     char            state_dir[2048];
     api_key        *keys;
     size_t          n_keys;
-    struct eng_engine *eng;             /* NULL until api_service_start */
+    struct eng_engine *eng;             /* cur->eng; NULL until api_service_start */
+    /* Model reload (api_engine.c).  Handlers run with swap_lock held for
+     * reading, so eng, model_hash and cur stay put for one handler; the
+     * main thread holds it for writing to swap engines or drop a retired
+     * one.  loading and files_id: main thread only. */
+    pthread_rwlock_t swap_lock;
+    api__eng        *cur, *loading, *retired;
+    uint64_t         files_id;          /* the model files last loaded or tried */
+    eng_engine_stats gone;              /* counters of the engines freed after a reload */
     _Atomic uint64_t next_call;
     api_hist        ttft, itl, e2e, queue_time;
     _Atomic uint64_t finished[API_FIN_COUNT_];
@@ -83,6 +102,16 @@ extern const size_t     api__n_routes;
 
 /* Route index of path (without query), or -1. */
 int api__route_find(const char *path, size_t path_len);
+
+/* api_engine.c.  pin: the current engine, pinned for an api_call (call
+ * with swap_lock held for reading, as handlers are); NULL before start.
+ * engine_stats: the counters and gauges of the current engine plus the
+ * retired ones (swap_lock held for reading).  engines_free: every engine
+ * (api_service_free). */
+api__eng *api__pin(api_service *svc);
+void      api__unpin(api__eng *h);
+void      api__engine_stats(api_service *svc, eng_engine_stats *st);
+void      api__engines_free(api_service *svc);
 
 /* Handlers that live in their own files. */
 int api__health(api_service *svc, const char *body, size_t body_len, api_response *out);

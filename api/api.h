@@ -86,8 +86,24 @@ bool api_service_alive(const api_service *svc, uint64_t max_age_ms);
 
 /* Stops the engine: every queued or running request completes (with an
  * error when cut short) and the connections waiting on them are woken.
- * Call before stopping the transport.  Thread: main. */
+ * Stops an engine being reloaded and the retired ones too.  Call before
+ * stopping the transport.  Thread: main. */
 void api_service_stop_engine(api_service *svc);
+
+/* Model reload (SIGHUP).  api_service_reload compares the files of the
+ * model directory (names, inodes, sizes, mtimes) with those of the last
+ * load or attempt: 0 when nothing changed; 1 when a new engine has
+ * started loading them beside the running one; -EBUSY (err says why)
+ * while the first load or another reload runs; a negative errno with err
+ * when the new engine cannot start.  api_service_reload_poll, from a
+ * timer until api_service_reload_pending is false: 1 when the new model
+ * has just taken over (new requests go to it, the old engine finishes
+ * the ones it holds and is freed), -EIO when it failed to load (err says
+ * why; the running model stays), 0 otherwise.  The new engine starts in
+ * the configured FP8 mode, as at start.  Thread: main. */
+int  api_service_reload(api_service *svc, char *err, size_t errlen);
+int  api_service_reload_poll(api_service *svc, char *err, size_t errlen);
+bool api_service_reload_pending(const api_service *svc);
 
 /* The readiness state (atomic).  Thread: any. */
 void      api_service_set_state(api_service *svc, api_state st);

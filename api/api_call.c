@@ -111,7 +111,7 @@ static void on_token(void *ud, const eng_token_info *t)
         c->fp8_mode = t->fp8_mode;
         c->epoch = t->epoch;
         snprintf(c->fingerprint, sizeof(c->fingerprint), "fp8d-%s-%.8s-e%llu-%s",
-                 c->svc->version, c->svc->model_hash, (unsigned long long)t->epoch,
+                 c->svc->version, c->pin->hash, (unsigned long long)t->epoch,
                  api__mode_name(t->fp8_mode));
     }
     if (ch->n_gen == 0) {
@@ -148,6 +148,7 @@ static void call_free(api_call *c)
     free(c->ch);
     free(c->out.s);
     pthread_mutex_destroy(&c->mu);
+    api__unpin(c->pin);
     free(c);
 }
 
@@ -203,6 +204,7 @@ api_call *api__call_new(api_service *svc, size_t n_prompts, size_t n_choices)
     c->n_prompts = n_prompts;
     c->n_choices = n_choices;
     c->svc = svc;
+    c->pin = api__pin(svc);
     c->refs = 1;
     c->logprobs = -1;
     c->t_start = api__now();
@@ -233,7 +235,7 @@ int api__call_submit(api_call *c, const eng_req_params *base, bool prompt_lp)
         c->refs++;
         c->n_submitted++;
         pthread_mutex_unlock(&c->mu);
-        if ((rc = eng_submit(c->svc->eng, ch->req)) < 0) {
+        if ((rc = eng_submit(c->pin->eng, ch->req)) < 0) {
             pthread_mutex_lock(&c->mu);
             c->refs--;
             c->n_submitted--;
@@ -445,10 +447,12 @@ int api_call_poll(api_call *c, api_response *out)
         st = API_CALL_RESPONSE;
     }
     if (st != API_CALL_PENDING) {
-        if (c->have_epoch)
-            api__fp8_headers_at(out, c->fp8_mode, c->epoch);
-        else
-            api__fp8_headers(c->svc, out);
+        eng_calib_status cs = { 0 };
+        /* Not c->svc's engine: a reload may have swapped it since. */
+        if (!c->have_epoch)
+            eng_engine_calib_status(c->pin->eng, &cs);
+        api__fp8_headers_at(out, c->have_epoch ? c->fp8_mode : cs.mode,
+                            c->have_epoch ? c->epoch : cs.epoch);
     }
     pthread_mutex_unlock(&c->mu);
     return st;

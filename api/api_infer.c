@@ -339,7 +339,7 @@ static int submit_call(api_service *svc, const api_request *rq, api_call *c,
     char msg[200];
     int rc;
 
-    c->tok = eng_engine_tokenizer(svc->eng);
+    c->tok = eng_engine_tokenizer(c->pin->eng);
     c->created = (long long)time(NULL);
     snprintf(c->id, sizeof(c->id), "%s-%llx%06llx", c->chat ? "chatcmpl" : "cmpl",
              (unsigned long long)c->created,

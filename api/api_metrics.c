@@ -118,8 +118,7 @@ static void serving_metrics(textbuf *tb, api_service *svc)
     static const char *fin[] = { "stop", "length", "abort" };
     static const char *canc[] = { "client_disconnect", "deadline", "shutdown" };
 
-    if (svc->eng != NULL)
-        eng_engine_get_stats(svc->eng, &st);
+    api__engine_stats(svc, &st);
 #define GAUGE(n, h, fmt, v) \
     do { family(tb, n, "gauge", h); tb_printf(tb, n "{model_name=\"%s\"} " fmt "\n", m, v); } while (0)
 #define COUNTER(n, h, v) \

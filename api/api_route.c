@@ -188,6 +188,8 @@ int api_handle_request(api_service *svc, const api_request *rq, api_response *ou
         fn = r->get;
     else if (strcmp(rq->method, "POST") == 0)
         fn = r->post;
+    /* The engine stays put while a handler uses it (api_engine.c). */
+    pthread_rwlock_rdlock(&svc->swap_lock);
     if (strcmp(rq->method, "POST") == 0 && r->post_call != NULL) {
         rc = r->post_call(svc, rq, out, call);
     } else if (fn == NULL) {
@@ -198,6 +200,7 @@ int api_handle_request(api_service *svc, const api_request *rq, api_response *ou
     } else {
         rc = fn(svc, rq->body, rq->body_len, out);
     }
+    pthread_rwlock_unlock(&svc->swap_lock);
     add_cors(svc, rq, out);
     return rc;
 }

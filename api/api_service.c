@@ -1,6 +1,6 @@
 /* api_service.c: the service object: creation (with the model directory
- * check), readiness state, teardown.  The engine will hang off this object
- * once it exists; until then the service only validates the model path. */
+ * check, the keys and the FP8 config), readiness state, teardown.  Its
+ * engines (start, reload) are in api_engine.c. */
 #include "config.h"
 
 #include "api/api-int.h"
@@ -65,35 +65,6 @@ static int check_model_dir(const char *dir, char *err, size_t errlen)
     }
     json_decref(cfg);
     return 0;
-}
-
-/* FNV-1a 64 of config.json and the safetensors headers' sizes and names:
- * cheap, and it changes when the weights file set changes. */
-static void model_hash(const char *dir, char out[17])
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    const char *names[] = { "config.json", "model.safetensors", "model.safetensors.index.json" };
-    char path[4200];
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        FILE *f;
-        unsigned char buf[4096];
-        size_t n, total = 0;
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        if ((f = fopen(path, "rb")) == NULL)
-            continue;
-        /* config.json whole; the others' first 1 MiB (the safetensors
-         * header with every tensor's name, dtype, shape and offsets). */
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && total < ((size_t)1 << 20)) {
-            for (size_t k = 0; k < n; k++) {
-                h ^= buf[k];
-                h *= 0x100000001b3ull;
-            }
-            total += n;
-        }
-        fclose(f);
-    }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 /* Reads "KEY [scope,scope]" lines ('#' comments, blank lines); scopes
@@ -182,6 +153,15 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
         return -ENOMEM;
     }
     atomic_init(&svc->state, API_STATE_LOADING);
+    {
+        /* Writers first: a reload's swap must not wait behind a steady
+         * stream of handlers. */
+        pthread_rwlockattr_t a;
+        pthread_rwlockattr_init(&a);
+        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&svc->swap_lock, &a);
+        pthread_rwlockattr_destroy(&a);
+    }
     svc->p = *p;
     svc->version = p->version != NULL ? p->version : PACKAGE_VERSION;
     snprintf(svc->model_dir, sizeof(svc->model_dir), "%s", p->model_path);
@@ -192,7 +172,6 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
              p->served_model_name != NULL && p->served_model_name[0] != '\0'
              ? p->served_model_name : base);
     svc->p.served_model_name = svc->model_name;
-    model_hash(svc->model_dir, svc->model_hash);
     if (svc->p.request_timeout_ms <= 0)
         svc->p.request_timeout_ms = 600000;
     if (svc->p.max_n <= 0)
@@ -244,64 +223,12 @@ int api_service_new(api_service **out, const api_service_params *p, char *err, s
     return 0;
 }
 
-int api_service_start(api_service *svc, char *err, size_t errlen)
-{
-    eng_engine_params ep;
-
-    eng_engine_params_default(&ep);
-    ep.model_dir = svc->model_dir;
-    ep.model.n_threads = svc->p.threads;
-    ep.fp8_config_json = svc->fp8_json;
-    if (svc->p.max_queued_requests > 0)
-        ep.max_queued_requests = svc->p.max_queued_requests;
-    if (svc->p.max_queued_tokens > 0)
-        ep.max_queued_tokens = svc->p.max_queued_tokens;
-    if (svc->p.max_running > 0)
-        ep.max_running = svc->p.max_running;
-    return eng_engine_start(&svc->eng, &ep, err, errlen);
-}
-
-int api_service_poll(api_service *svc, char *err, size_t errlen)
-{
-    eng_engine_state st;
-
-    if (svc->eng == NULL || api_service_state(svc) != API_STATE_LOADING)
-        return 0;
-    st = eng_engine_get_state(svc->eng, err, errlen);
-    if (st == ENG_ENGINE_FAILED)
-        return -EIO;
-    if (st != ENG_ENGINE_READY)
-        return 0;
-    api_service_set_state(svc, API_STATE_READY);
-    return 1;
-}
-
-bool api_service_alive(const api_service *svc, uint64_t max_age_ms)
-{
-    struct timespec t;
-    uint64_t now, hb;
-
-    if (svc->eng == NULL)
-        return true;
-    if (eng_engine_get_state(svc->eng, NULL, 0) == ENG_ENGINE_LOADING)
-        return true;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    now = (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-    hb = eng_engine_heartbeat_ms(svc->eng);
-    return now < hb || now - hb <= max_age_ms;
-}
-
-void api_service_stop_engine(api_service *svc)
-{
-    if (svc != NULL && svc->eng != NULL)
-        eng_engine_stop(svc->eng);
-}
-
 void api_service_free(api_service *svc)
 {
     if (svc == NULL)
         return;
-    eng_engine_free(svc->eng);
+    api__engines_free(svc);
+    pthread_rwlock_destroy(&svc->swap_lock);
     for (size_t i = 0; i < svc->n_keys; i++)
         free(svc->keys[i].key);
     free(svc->keys);

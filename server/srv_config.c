@@ -443,7 +443,9 @@ void srv_config_help(FILE *f, const char *argv0)
         fprintf(f, "; %s)\n", r->reloadable ? "reloaded on SIGHUP" : "needs a restart");
     }
     fprintf(f, "\nSignals: SIGTERM/SIGINT drain then exit (a second one exits at once), "
-               "SIGHUP reloads the config file.\n");
+               "SIGHUP reloads the config file,\nand the model when the files in its "
+               "directory changed (the running model serves until\nthe new one is loaded; "
+               "one that fails to load is logged and the running one stays).\n");
 }
 
 int srv_config_diff(const srv_config *a, const srv_config *b,

@@ -1,6 +1,12 @@
 /* srv_loop.c: the libuv loop on the main thread: signals, the watchdog
  * timer, the reload and the drain.  Nothing here runs on MHD's threads.
  *
+ * Reload: SIGHUP re-reads the configuration (the reloadable keys apply at
+ * once), then reloads the model when the files of its directory changed:
+ * the new one loads beside the running one, which keeps serving, and
+ * takes over only once loaded; a model that fails to load is logged and
+ * the running one stays (api_engine.c).
+ *
  * Shutdown: the first SIGTERM/SIGINT sends STOPPING=1, turns readiness to
  * "stopping" (probes answer 503), stops accepting connections and polls the
  * in-flight count every DRAIN_POLL_MS until it is 0 or shutdown_timeout
@@ -11,6 +17,7 @@
 #include "server/server.h"
 #include "kernels/kn_base.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -21,7 +28,7 @@
 typedef struct loop_state {
     uv_loop_t     loop;
     uv_signal_t   sig_term, sig_int, sig_hup;
-    uv_timer_t    watchdog, drain, load;
+    uv_timer_t    watchdog, drain, load, model_reload;
     uint64_t      watchdog_ms;
     srv_loop_ctx *ctx;
     bool          draining;
@@ -103,6 +110,46 @@ static void reload(loop_state *ls)
     srv_http_set_max_body(ctx->http, next.max_body_bytes);
 }
 
+/* Follows a model reload until the new model serves or has failed, and
+ * until the engine it replaced has finished its requests and is freed. */
+static void on_model_reload_tick(uv_timer_t *t)
+{
+    loop_state *ls = t->data;
+    char err[1024] = "";
+    int rc = api_service_reload_poll(ls->ctx->svc, err, sizeof(err));
+
+    if (rc > 0)
+        SRV_LOG(KN_LOG_INFO, "reload: model %s loaded: new requests go to it, the previous "
+                "one finishes those it holds", ls->ctx->cfg->model);
+    else if (rc < 0)
+        SRV_LOG(KN_LOG_ERR, "reload: loading model %s failed, keeping the running model: %s",
+                ls->ctx->cfg->model, err);
+    if (rc != 0 && !ls->draining)
+        srv_notify_status("ready: serving on port %d", srv_http_port(ls->ctx->http));
+    if (!api_service_reload_pending(ls->ctx->svc))
+        uv_timer_stop(&ls->model_reload);
+}
+
+static void reload_model(loop_state *ls)
+{
+    char err[1024] = "";
+    int rc = api_service_reload(ls->ctx->svc, err, sizeof(err));
+
+    if (rc == 0) {
+        SRV_LOG(KN_LOG_INFO, "reload: the files of model %s are unchanged since the last "
+                "load: the model stays", ls->ctx->cfg->model);
+    } else if (rc < 0) {
+        SRV_LOG(rc == -EBUSY ? KN_LOG_WARN : KN_LOG_ERR, "reload: model %s not reloaded, "
+                "keeping the running model: %s", ls->ctx->cfg->model, err);
+    } else {
+        SRV_LOG(KN_LOG_INFO, "reload: the files of model %s changed: loading it beside the "
+                "running one", ls->ctx->cfg->model);
+        srv_notify_status("ready: serving on port %d; loading the changed model",
+                          srv_http_port(ls->ctx->http));
+        uv_timer_start(&ls->model_reload, on_model_reload_tick, 20, 20);
+    }
+}
+
 static void on_hup(uv_signal_t *s, int signum)
 {
     loop_state *ls = s->data;
@@ -114,7 +161,9 @@ static void on_hup(uv_signal_t *s, int signum)
     srv_notify_reloading();
     srv_notify_status("reloading configuration");
     reload(ls);
-    /* READY=1 even after a failed reload: the old config still serves. */
+    reload_model(ls);
+    /* READY=1 even after a failed reload: the old config still serves,
+     * and the running model serves while a changed one loads. */
     srv_notify("READY=1");
     srv_notify_status("ready: serving on port %d", srv_http_port(ls->ctx->http));
 }
@@ -162,13 +211,14 @@ static int start_handles(loop_state *ls)
     int rc;
 
     ls->sig_term.data = ls->sig_int.data = ls->sig_hup.data = ls;
-    ls->watchdog.data = ls->drain.data = ls->load.data = ls;
+    ls->watchdog.data = ls->drain.data = ls->load.data = ls->model_reload.data = ls;
     if ((rc = uv_signal_init(&ls->loop, &ls->sig_term)) < 0 ||
         (rc = uv_signal_init(&ls->loop, &ls->sig_int)) < 0 ||
         (rc = uv_signal_init(&ls->loop, &ls->sig_hup)) < 0 ||
         (rc = uv_timer_init(&ls->loop, &ls->watchdog)) < 0 ||
         (rc = uv_timer_init(&ls->loop, &ls->drain)) < 0 ||
-        (rc = uv_timer_init(&ls->loop, &ls->load)) < 0)
+        (rc = uv_timer_init(&ls->loop, &ls->load)) < 0 ||
+        (rc = uv_timer_init(&ls->loop, &ls->model_reload)) < 0)
         return rc;
     if ((rc = uv_timer_start(&ls->load, on_load_tick, 0, 20)) < 0)
         return rc;
