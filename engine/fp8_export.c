@@ -392,5 +392,6 @@ out:
     json_decref(cfg);
     eng_stw_free(w);
     bufs_free(&b);
+    eng__heap_trim();
     return rc;
 }

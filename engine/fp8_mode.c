@@ -393,6 +393,7 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
             return rc;
         f->mode = QT_MODE_OFF;
         drop_fp8_weights(m);
+        eng__heap_trim();
         return 0;
     case QT_MODE_MEASURE:
         if ((rc = eng__packed_sync(m, mode, err, errlen)) < 0)
@@ -406,6 +407,7 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
         }
         f->mode = QT_MODE_MEASURE;
         drop_fp8_weights(m);
+        eng__heap_trim();
         return 0;
     case QT_MODE_QUANTIZE:
         if (f->set != NULL && (rc = quantize_all(m, err, errlen)) < 0) {
@@ -418,7 +420,9 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
         f->mode = QT_MODE_QUANTIZE;
         /* frees the rest; packs a Linear that QUANTIZE left in high
          * precision (a module without measurements) */
-        return eng__packed_sync(m, QT_MODE_QUANTIZE, err, errlen);
+        rc = eng__packed_sync(m, QT_MODE_QUANTIZE, err, errlen);
+        eng__heap_trim();
+        return rc;
     default:
         kn_errf(err, errlen, "FP8 mode %d is not a mode", (int)mode);
         return -EINVAL;

@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "engine/fp8-int.h"
 
@@ -261,6 +264,13 @@ int eng__linear_widen(const eng_model *m, const eng_linear *l, float **out, char
     }
     *out = w;
     return 0;
+}
+
+void eng__heap_trim(void)
+{
+#ifdef __GLIBC__
+    (void)malloc_trim(0);   /* its result only says whether anything was returned */
+#endif
 }
 
 int eng__embed_row(eng_model *m, int32_t tok, float *dst, char *err, size_t errlen)
