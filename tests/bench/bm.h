@@ -82,8 +82,8 @@ double   bm_read_once(const uint8_t *buf, size_t len, int nth, int streams);
 /* Medians of 7 passes after a warm-up over a fresh buffer of mb MiB:
  * *rd1 one stream, *rd4 four. */
 int      bm_measure_bw(int nth, size_t mb, double *rd1, double *rd4);
-/* GFLOP/s of vdpbf16ps on registers with nth threads (the best of 3), or
- * 0 when the CPU has no AVX-512 BF16. */
+/* GFLOP/s of vdpbf16ps on registers with nth threads (the best of 12
+ * short passes), or 0 when the CPU has no AVX-512 BF16. */
 double   bm_peak_bf16(int nth);
 /* /proc/cpuinfo's model name (or "unknown"), and the ISA that matters. */
 void     bm_cpu_name(char *buf, size_t len);
