@@ -371,6 +371,11 @@ int eng_fp8_export(eng_model *m, const char *src_dir, const char *out_dir, bool 
         goto out;
     }
     json_object_del(cfg, "compression_config");
+    /* A quantized lm_head tied to the embedding is written as its own FP8
+     * tensor beside the embedding: the export is untied, or a loader
+     * would use the embedding and find lm_head's tensors unused. */
+    if (m->cfg.tie_embeddings && quantized(&m->lm_head))
+        json_object_set_new(cfg, "tie_word_embeddings", json_false());
     json_object_set_new(cfg, "quantization_config", qconfig_json(m, block, kind, any_static));
     snprintf(path, sizeof(path), "%s/config.json", out_dir);
     if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {

@@ -415,6 +415,8 @@ int eng_fp8_set_mode(eng_model *m, qt_mode mode, char *err, size_t errlen)
             char e2[256];
             if (eng__packed_sync(m, f->mode, e2, sizeof(e2)) < 0)
                 ENG_LOG(KN_LOG_ERR, "QUANTIZE failed, then re-packing failed: %s", e2);
+            if (f->mode != QT_MODE_QUANTIZE)
+                drop_fp8_weights(m);
             return rc;
         }
         f->mode = QT_MODE_QUANTIZE;

@@ -1012,6 +1012,43 @@ START_TEST(test_mode_cycle_identity)
 }
 END_TEST
 
+/* A QUANTIZE that fails on its last module (lm_head selected, but the
+ * measuring forward asked for no logits, so it never saw an input) after
+ * the layer Linears were converted and their packed copies dropped: the
+ * model stays in MEASURE with every copy packed again, no FP8 weights,
+ * and a fresh load's logits. */
+START_TEST(test_failed_quantize_restores)
+{
+    eng_model *fresh = load_dir(bf16_dir()), *m = load_dir(bf16_dir());
+    qt_config *c = make_config3("MEASURE", "", "\"ignore_modules_wo_measures\": false");
+    eng_seq *s = NULL;
+    float *want, *got;
+    int rc;
+
+    make_ids();
+    want = run_logits(fresh, g_test, T_TEST);
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, NULL, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    s = eng_seq_new(m, T_CAL);
+    eng_batch_item it = {s, g_cal[0], T_CAL, false, NULL};
+    ck_assert_msg(eng_forward(m, &it, 1, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    eng_seq_free(s);
+    rc = eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err));
+    ck_assert_msg(rc == QT_E_NO_MEASURE && strstr(g_err, "lm_head") != NULL, "rc %d: %s", rc,
+                  g_err);
+    ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_MEASURE);
+    ck_assert_int_eq(count_packed(m, false), 15);
+    ck_assert_int_eq(count_fp8(m), 0);
+    got = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0,
+                  "MEASURE after a failed QUANTIZE differs from a fresh load");
+    free(got);
+    free(want);
+    qt_config_free(c);
+    eng_model_free(m);
+    eng_model_free(fresh);
+}
+END_TEST
+
 /* The same cycle on a tied model whose lm_head is quantized too: in
  * QUANTIZE nothing holds the embedding's panels (rows are read from the
  * file); OFF packs lm_head from the embedding again and equals a fresh
@@ -1352,6 +1389,42 @@ START_TEST(test_export_reload_identical)
 }
 END_TEST
 
+/* A tied model whose lm_head is quantized exports untied (lm_head's FP8
+ * weight beside the BF16 embedding) and reloads to the same logits. */
+START_TEST(test_export_tied_lm_head)
+{
+    char src[512], out[400];
+    snprintf(src, sizeof(src), "%s/models/qwen2_tiny_bf16", g_data);
+    eng_model *m = load_dir(src), *b;
+    qt_config *c = make_config3("MEASURE", "", "");
+    eng_fp8_opts o;
+    size_t n = (size_t)T_TEST * eng_model_get_config(m)->vocab_size;
+    float *want, *got;
+
+    make_ids();
+    eng_fp8_opts_default(&o);
+    o.wscale = ENG_FP8_W_MINMAX_CHANNEL;
+    ck_assert_msg(eng_fp8_prepare(m, c, NULL, &o, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    calibrate(m);
+    ck_assert_msg(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    ck_assert(m->lm_head.fp8 != NULL && ((eng_fp8lin *)m->lm_head.fp8)->w8 != NULL);
+    want = run_logits(m, g_test, T_TEST);
+    snprintf(out, sizeof(out), "%s/tied", g_tmp);
+    ck_assert_msg(eng_fp8_export(m, src, out, false, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    b = load_dir(out);
+    ck_assert(!eng_model_get_config(b)->tie_embeddings);
+    ck_assert_int_eq(same_fp8_weights(m, b), 15);
+    got = run_logits(b, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, n * 4) == 0, "reloaded tied export: logits differ (max %g)",
+                  diff(got, want, n).max_abs);
+    free(got);
+    free(want);
+    eng_model_free(b);
+    qt_config_free(c);
+    eng_model_free(m);
+}
+END_TEST
+
 /* The block layout: 128x128 scales amax / 448; the reload equals a plain
  * weight-only reference built here from those blocks. */
 START_TEST(test_export_block_layout)
@@ -1654,6 +1727,7 @@ static Suite *fp8engine_suite(void)
                         (int)(sizeof(k_cases) / sizeof(*k_cases)));
     tcase_add_test(tc, test_mode_cycle_identity);
     tcase_add_test(tc, test_tied_cycle_identity);
+    tcase_add_test(tc, test_failed_quantize_restores);
     tcase_add_test(tc, test_selection_names);
     tcase_add_test(tc, test_auto_mode);
     tcase_add_test(tc, test_bad_measurements);
@@ -1666,6 +1740,7 @@ static Suite *fp8engine_suite(void)
     tcase_add_loop_test(tc, test_export_reload_identical, 0,
                         (int)(sizeof(k_export) / sizeof(*k_export)));
     tcase_add_test(tc, test_export_block_layout);
+    tcase_add_test(tc, test_export_tied_lm_head);
     tcase_add_test(tc, test_convert_reproduces_fp8_ct);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
