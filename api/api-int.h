@@ -136,6 +136,12 @@ void api__fp8_headers_at(api_response *out, int mode, uint64_t epoch);
 void api__fingerprint(api_service *svc, char *buf, size_t len);
 void api__fp8_headers(api_service *svc, api_response *out);
 
+/* Creates or opens state_dir/rel (rel: "a" or "a/b") one folder at a
+ * time without following a symbolic link below state_dir, and checks the
+ * last folder holds no link (api_statedir.c).  0, or a negative errno
+ * (-ELOOP for a link) with msg naming the path. */
+int api__state_subdir(const char *state_dir, const char *rel, char *msg, size_t msglen);
+
 /* Fills out with status and a copy of json (a NUL-terminated string). */
 int api__json_response(api_response *out, int status, const char *json);
 /* Fills out with status and o serialized compactly; takes o (NULL allowed:

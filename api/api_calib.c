@@ -15,7 +15,8 @@
  * dump_stats_path is <state_dir>/measure/fp8d unless the operator's
  * fp8_config file sets one; a client may not set it.  Exports go to
  * <state_dir>/exports/<name> with name [A-Za-z0-9._-], not starting
- * with '.'.
+ * with '.'; no symbolic link below the state directory is followed
+ * (api_statedir.c).
  *
  * The FP8Config of a request is parsed here (qt_config_parse is a pure
  * function of its text) so a bad field is a 400 naming it, not a failed
@@ -41,23 +42,6 @@ static int not_ready(api_service *svc, api_response *out)
     rc = api_error_response(out, 503, "the server is loading the model or stopping");
     api_response_add_header(out, "Retry-After", "1");
     return rc < 0 ? rc : 1;
-}
-
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
 }
 
 /* The FP8Config text for a command: the operator's file (or {}) with the
@@ -97,11 +81,9 @@ static char *compose_config(api_service *svc, json_t *overrides, int *status, ch
     /* The daemon decides the mode of each command itself. */
     json_object_set_new(base, "mode", json_string("MEASURE"));
     if (json_object_get(base, "dump_stats_path") == NULL) {
-        snprintf(dir, sizeof(dir), "%s/measure", svc->state_dir);
-        if ((rc = mkdirs(dir)) < 0) {
+        if (api__state_subdir(svc->state_dir, "measure", msg, msglen) < 0) {
             json_decref(base);
             *status = 500;
-            snprintf(msg, msglen, "state directory %.200s: %s", dir, strerror(-rc));
             return NULL;
         }
         snprintf(dir, sizeof(dir), "%s/measure/fp8d", svc->state_dir);
@@ -280,45 +262,60 @@ done:
 int api__calibrate_save(api_service *svc, const char *body, size_t body_len, api_response *out)
 {
     json_t *req = NULL, *ex;
+    json_error_t je;
     eng_calib_cmd cmd;
     eng_calib_status st;
-    char dir[2300], msg[300];
+    char dir[2300], msg[300], *cfg;
+    const char *name = NULL;
     int rc, status = 400;
 
     if ((rc = not_ready(svc, out)) != 0)
         return rc < 0 ? rc : 0;
     memset(&cmd, 0, sizeof(cmd));
+    /* JSON_ALLOW_NUL: a "\u0000" in the name is then refused below,
+     * naming the field, instead of failing the whole body. */
     if (body != NULL && body_len > 0)
-        req = json_loadb(body, body_len, 0, NULL);   /* not inside json_is_object(): a macro */
+        req = json_loadb(body, body_len, JSON_ALLOW_NUL, &je);  /* not inside a macro */
     if (body != NULL && body_len > 0 && !json_is_object(req)) {
-        snprintf(msg, sizeof(msg), "request body must be a JSON object");
+        if (req == NULL)
+            snprintf(msg, sizeof(msg), "request body is not valid JSON: %.200s", je.text);
+        else
+            snprintf(msg, sizeof(msg), "request body must be a JSON object");
         goto fail;
     }
     ex = json_object_get(req, "export");
     if (ex != NULL && !json_is_null(ex)) {
-        const char *n = json_is_string(ex) ? json_string_value(ex) : "";
-        size_t len = strlen(n);
-        if (len == 0 || len > 64 || n[0] == '.' || strspn(n, "abcdefghijklmnopqrstuvwxyz"
+        size_t len = json_is_string(ex) ? json_string_length(ex) : 0;
+        name = json_is_string(ex) ? json_string_value(ex) : "";
+        if (len == 0 || len > 64 || name[0] == '.' || strspn(name, "abcdefghijklmnopqrstuvwxyz"
             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len) {
             snprintf(msg, sizeof(msg), "export must be a name of 1 to 64 characters "
                      "[A-Za-z0-9._-] not starting with '.' (it becomes "
                      "<state_dir>/exports/<name>)");
             goto fail;
         }
-        snprintf(dir, sizeof(dir), "%s/exports", svc->state_dir);
-        if ((rc = mkdirs(dir)) < 0) {
-            status = 500;
-            snprintf(msg, sizeof(msg), "state directory %.200s: %s", dir, strerror(-rc));
-            goto fail;
-        }
-        snprintf(dir, sizeof(dir), "%s/exports/%s", svc->state_dir, n);
-        cmd.path = dir;
     }
     eng_engine_calib_status(svc->eng, &st);
     if (!st.prepared || !st.measured) {
         status = 409;
         snprintf(msg, sizeof(msg), "nothing measured yet: nothing to save");
         goto fail;
+    }
+    /* Checks the measurement folder as a command does (no link in it). */
+    if ((cfg = compose_config(svc, NULL, &status, msg, sizeof(msg))) == NULL)
+        goto fail;
+    free(cfg);
+    if (name != NULL) {
+        char sub[100];
+        snprintf(sub, sizeof(sub), "exports/%s", name);
+        if ((rc = api__state_subdir(svc->state_dir, sub, dir, sizeof(dir))) < 0) {
+            /* A link or a file in the way is the request's name's problem. */
+            status = rc == -ELOOP || rc == -ENOTDIR ? 400 : 500;
+            snprintf(msg, sizeof(msg), "export: %.280s", dir);
+            goto fail;
+        }
+        snprintf(dir, sizeof(dir), "%s/exports/%s", svc->state_dir, name);
+        cmd.path = dir;
     }
     cmd.op = ENG_CALIB_SAVE;
     rc = queue_cmd(svc, &cmd, out, json_pack("{s:s, s:o}", "state_dir", svc->state_dir,

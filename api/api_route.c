@@ -78,10 +78,32 @@ static bool key_equal(const char *a, size_t alen, const char *b, size_t blen)
     return d == 0;
 }
 
+/* The key a request presents, or NULL: "Authorization: Bearer KEY" (the
+ * scheme is case-insensitive and may be followed by several spaces, RFC
+ * 9110 11.4), else "X-Api-Key: KEY".  MHD strips the blanks before a
+ * header value but not those after it, which RFC 9110 5.5 says are not
+ * part of the value either: a key pasted with a trailing space still
+ * matches.  An empty token matches no key (keys are never empty). */
+static const char *presented_key(const api_request *rq, size_t *len)
+{
+    const char *k = NULL;
+
+    if (rq->authorization != NULL && strncasecmp(rq->authorization, "Bearer ", 7) == 0)
+        k = rq->authorization + 7 + strspn(rq->authorization + 7, " ");
+    else if (rq->api_key != NULL)
+        k = rq->api_key;
+    if (k == NULL)
+        return NULL;
+    *len = strlen(k);
+    while (*len > 0 && (k[*len - 1] == ' ' || k[*len - 1] == '\t'))
+        (*len)--;
+    return k;
+}
+
 /* 0 when rq may use a route needing scope, else 401 or 403. */
 static int authorize(const api_service *svc, const api_request *rq, unsigned scope)
 {
-    const char *k = NULL;
+    const char *k;
     size_t klen = 0;
     unsigned have = 0;
 
@@ -89,13 +111,8 @@ static int authorize(const api_service *svc, const api_request *rq, unsigned sco
         return 0;
     if (svc->n_keys == 0)
         return scope & API_SCOPE_ADMIN ? 403 : 0;
-    if (rq->authorization != NULL && strncasecmp(rq->authorization, "Bearer ", 7) == 0)
-        k = rq->authorization + 7;
-    else if (rq->api_key != NULL)
-        k = rq->api_key;
-    if (k == NULL)
+    if ((k = presented_key(rq, &klen)) == NULL)
         return 401;
-    klen = strlen(k);
     for (size_t i = 0; i < svc->n_keys; i++)
         if (key_equal(k, klen, svc->keys[i].key, svc->keys[i].len))
             have |= svc->keys[i].scopes;
@@ -116,12 +133,14 @@ static const char *cors_allowed(const api_service *svc, const char *origin)
         return NULL;
     olen = strlen(origin);
     while (*p != '\0') {
-        size_t n = strcspn(p, ",");
+        size_t n = strcspn(p, ","), len;
         while (n > 0 && *p == ' ') {
             p++;
             n--;
         }
-        if ((n == 1 && *p == '*') || (n == olen && memcmp(p, origin, n) == 0))
+        for (len = n; len > 0 && p[len - 1] == ' '; len--)
+            ;
+        if ((len == 1 && *p == '*') || (len == olen && memcmp(p, origin, len) == 0))
             return origin;
         p += n;
         if (*p == ',')
@@ -134,10 +153,13 @@ static void add_cors(const api_service *svc, const api_request *rq, api_response
 {
     const char *o = cors_allowed(svc, rq->origin);
 
-    if (o != NULL) {
-        api_response_add_header(out, "Access-Control-Allow-Origin", o);
+    /* With CORS on, every answer depends on Origin, the refused ones too
+     * (they lack Allow-Origin): a shared cache must not hand one origin's
+     * answer to another. */
+    if (svc->cors != NULL)
         api_response_add_header(out, "Vary", "Origin");
-    }
+    if (o != NULL)
+        api_response_add_header(out, "Access-Control-Allow-Origin", o);
 }
 
 int api_handle_request(api_service *svc, const api_request *rq, api_response *out,

@@ -85,6 +85,16 @@ static int load_keys(api_service *svc, const char *path, char *err, size_t errle
         unsigned scopes = 0;
         api_key *nk;
         lineno++;
+        /* fgets splits a longer line: the rest would become a key of its own. */
+        if (strchr(line, '\n') == NULL && strlen(line) == sizeof(line) - 1) {
+            int c = getc(f);
+            if (c != EOF) {
+                kn_errf(err, errlen, "api_keys_file %s line %d: longer than %zu characters",
+                        path, lineno, sizeof(line) - 2);
+                fclose(f);
+                return -EINVAL;
+            }
+        }
         line[strcspn(line, "\r\n")] = '\0';
         k = strtok_r(line, " \t", &save);
         if (k == NULL || k[0] == '#')

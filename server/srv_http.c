@@ -17,8 +17,9 @@
  *
  * Per request: the first callback allocates a conn_ctx and refuses with 413
  * at once when Content-Length is over the limit; body chunks are appended
- * until the limit, after which they are discarded (a chunked body over the
- * limit is never buffered whole) and the final callback answers 413. */
+ * until the limit.  A chunked body that passes it is answered 413 and its
+ * connection closed at once (refuse_mid_body), so it is never buffered
+ * whole nor read to its end. */
 #include "config.h"
 
 #include "server/server.h"
@@ -112,6 +113,37 @@ static enum MHD_Result queue_413(struct MHD_Connection *c, conn_ctx *ctx, int64_
     /* The unread body stays on the wire: close instead of keeping alive. */
     api_response_add_header(&r, "Connection", "close");
     return queue(c, ctx, &r);
+}
+
+/* 413 for a chunked body that passed the limit while it is still
+ * arriving.  libmicrohttpd 0.9.75 (Debian 12) refuses MHD_queue_response
+ * until the whole body has been read, and reading it to the end would let
+ * a client stream forever; so the answer is written straight to the
+ * socket (plain HTTP only, as fp8d serves: MHD has nothing of its own in
+ * flight while a body arrives), and MHD_NO makes MHD close the
+ * connection.  A short write just leaves the client with the close. */
+static enum MHD_Result refuse_mid_body(struct MHD_Connection *c, conn_ctx *ctx, int64_t limit)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    api_response r;
+    char msg[160], head[256];
+    int n;
+
+    memset(&r, 0, sizeof(r));
+    snprintf(msg, sizeof(msg), "request body received is larger than max_body_bytes "
+             "(%lld bytes)", (long long)limit);
+    if (ci != NULL && api_error_response(&r, 413, msg) == 0) {
+        n = snprintf(head, sizeof(head), "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n"
+                     "Content-Type: %s\r\nX-Request-Id: %llu\r\nContent-Length: %zu\r\n\r\n",
+                     r.content_type, (unsigned long long)ctx->id, r.body_len);
+        if (n > 0 && (size_t)n < sizeof(head) &&
+            send(ci->connect_fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+            (void)send(ci->connect_fd, r.body, r.body_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    api_response_cleanup(&r);
+    ctx->status = 413;          /* for the log line and the metrics */
+    return MHD_NO;
 }
 
 static conn_ctx *conn_begin(srv_http *h, const char *url, const char *method)
@@ -314,14 +346,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (ctx->status == 0)
             body_append(ctx, upload_data, *upload_data_size, limit);
         *upload_data_size = 0;
+        if (ctx->too_large && ctx->status == 0)
+            return refuse_mid_body(c, ctx, limit);
         return MHD_YES;
     }
     if (ctx->status != 0)
         return MHD_YES;
     if (ctx->call != NULL)
         return drive(c, ctx);           /* resumed */
-    if (ctx->too_large)
-        return queue_413(c, ctx, limit, "received");
     {
         api_request rq;
         memset(&rq, 0, sizeof(rq));

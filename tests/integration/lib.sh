@@ -90,3 +90,17 @@ http() {
         > "$work/code"
     printf '%s %s\n' "$(cat "$work/code")" "$(cat "$work/body")"
 }
+
+# calib_settle KEY [TENTHS]: waits until GET /calibrate (with admin key
+# KEY) shows no pending transition (default 10 s); the last answer is left
+# in $work/cal.
+calib_settle() {
+    n=${2:-100}
+    while [ "$n" -gt 0 ]; do
+        curl -s -m 30 -o "$work/cal" -H "X-Api-Key: $1" "http://127.0.0.1:$port/calibrate"
+        grep -q '"transition":null' "$work/cal" && return 0
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
