@@ -968,6 +968,17 @@ START_TEST(test_qk_fp8_vs_reference)
 }
 END_TEST
 
+/* m computes in high precision again: every Linear packed, no FP8
+ * weights, and a fresh load's logits want[n] bit for bit. */
+static void expect_high_precision(eng_model *m, const float *want, size_t n, const char *what)
+{
+    ck_assert_int_eq(count_packed(m, false), (int)m->n_linears);
+    ck_assert_int_eq(count_fp8(m), 0);
+    float *got = run_logits(m, g_test, T_TEST);
+    ck_assert_msg(memcmp(got, want, n * 4) == 0, "%s differs from a fresh load", what);
+    free(got);
+}
+
 /* OFF -> MEASURE -> QUANTIZE -> OFF: OFF (and MEASURE) equal a fresh load
  * bit for bit. */
 START_TEST(test_mode_cycle_identity)
@@ -999,12 +1010,7 @@ START_TEST(test_mode_cycle_identity)
     ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
     /* packed again from the file; the FP8 weights are gone until the
      * next QUANTIZE builds them */
-    ck_assert_int_eq(count_packed(m, false), 15);
-    ck_assert_int_eq(count_fp8(m), 0);
-    got = run_logits(m, g_test, T_TEST);
-    ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0,
-                  "OFF after QUANTIZE differs from a fresh load");
-    free(got);
+    expect_high_precision(m, want, (size_t)T_TEST * VOCAB, "OFF after QUANTIZE");
     free(want);
     qt_config_free(c);
     eng_model_free(m);
@@ -1022,7 +1028,7 @@ START_TEST(test_failed_quantize_restores)
     eng_model *fresh = load_dir(bf16_dir()), *m = load_dir(bf16_dir());
     qt_config *c = make_config3("MEASURE", "", "\"ignore_modules_wo_measures\": false");
     eng_seq *s = NULL;
-    float *want, *got;
+    float *want;
     int rc;
 
     make_ids();
@@ -1036,12 +1042,7 @@ START_TEST(test_failed_quantize_restores)
     ck_assert_msg(rc == QT_E_NO_MEASURE && strstr(g_err, "lm_head") != NULL, "rc %d: %s", rc,
                   g_err);
     ck_assert_int_eq(eng_fp8_mode(m), QT_MODE_MEASURE);
-    ck_assert_int_eq(count_packed(m, false), 15);
-    ck_assert_int_eq(count_fp8(m), 0);
-    got = run_logits(m, g_test, T_TEST);
-    ck_assert_msg(memcmp(got, want, (size_t)T_TEST * VOCAB * 4) == 0,
-                  "MEASURE after a failed QUANTIZE differs from a fresh load");
-    free(got);
+    expect_high_precision(m, want, (size_t)T_TEST * VOCAB, "MEASURE after a failed QUANTIZE");
     free(want);
     qt_config_free(c);
     eng_model_free(m);
@@ -1072,11 +1073,7 @@ START_TEST(test_tied_cycle_identity)
     q1 = run_logits(m, g_test, T_TEST);
     ck_assert(diff(q1, want, n).max_abs > 1e-3);
     ck_assert(eng_fp8_set_mode(m, QT_MODE_OFF, g_err, sizeof(g_err)) == 0);
-    ck_assert_int_eq(count_packed(m, false), 15);
-    ck_assert_int_eq(count_fp8(m), 0);
-    got = run_logits(m, g_test, T_TEST);
-    ck_assert_msg(memcmp(got, want, n * 4) == 0, "OFF after QUANTIZE differs from a fresh load");
-    free(got);
+    expect_high_precision(m, want, n, "OFF after QUANTIZE");
     /* QUANTIZE again from the same measurements: the same FP8 model */
     ck_assert(eng_fp8_set_mode(m, QT_MODE_QUANTIZE, g_err, sizeof(g_err)) == 0);
     q2 = run_logits(m, g_test, T_TEST);
