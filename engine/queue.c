@@ -781,12 +781,15 @@ static void *engine_main(void *arg)
         rc = eng_fp8_set_opts(e->m, &e->fp8_opts, err, sizeof(err));
     /* The configured FP8 mode applies from the start (AUTO included). */
     if (rc == 0 && e->fp8_json != NULL && (rc = fp8_prepare(e, e->fp8_json, err,
-                                                             sizeof(err))) == 0) {
+                                                             sizeof(err))) == 0 &&
+        eng_fp8_mode(e->m) == QT_MODE_QUANTIZE)
+        atomic_store(&e->measured, 1);
+    /* The mode the model runs in, an FP8 checkpoint's QUANTIZE included
+     * (what X-FP8-Mode and the fingerprint report). */
+    if (rc == 0) {
         atomic_store(&e->mode, (int)eng_fp8_mode(e->m));
         if (atomic_load(&e->mode) != QT_MODE_OFF)
             atomic_store(&e->s_epoch, 1);
-        if (atomic_load(&e->mode) == QT_MODE_QUANTIZE)
-            atomic_store(&e->measured, 1);
     }
     pthread_mutex_lock(&e->mu);
     if (rc < 0)

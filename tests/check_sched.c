@@ -352,6 +352,45 @@ START_TEST(test_submit_refused_after_stop_and_context)
 }
 END_TEST
 
+/* An FP8 checkpoint (compressed-tensors) served with no FP8 config runs
+ * in QUANTIZE, and the engine says so (X-FP8-Mode and the fingerprint
+ * come from this): the model directory is llama_tiny_fp8_ct with the
+ * stories260k tokenizer linked beside it. */
+START_TEST(test_fp8_checkpoint_reports_quantize)
+{
+    const char *top = getenv("FP8D_TOP_SRCDIR");
+    char dir[] = "/tmp/check_sched.XXXXXX", src[4096], dst[4200];
+    static const char *const files[][2] = {
+        { "tests/data/fp8models/llama_tiny_fp8_ct", "config.json" },
+        { "tests/data/fp8models/llama_tiny_fp8_ct", "model.safetensors" },
+        { "tests/data/models/stories260k", "tokenizer.json" },
+        { "tests/data/models/stories260k", "tokenizer_config.json" },
+    };
+    eng_calib_status st;
+    eng_engine *e;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(src, sizeof(src), "%s/%s/%s", top != NULL ? top : ".", files[i][0],
+                 files[i][1]);
+        snprintf(dst, sizeof(dst), "%s/%s", dir, files[i][1]);
+        ck_assert_msg(symlink(src, dst) == 0, "symlink %s", dst);
+    }
+    snprintf(g_model, sizeof(g_model), "%s", dir);
+    e = start(0, 0);
+    eng_engine_calib_status(e, &st);
+    ck_assert_int_eq(st.mode, QT_MODE_QUANTIZE);
+    ck_assert_uint_eq(st.epoch, 1);
+    eng_engine_stop(e);
+    eng_engine_free(e);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(dst, sizeof(dst), "%s/%s", dir, files[i][1]);
+        unlink(dst);
+    }
+    rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sched");
@@ -366,6 +405,7 @@ int main(void)
     tcase_add_test(tc, test_full_queue_returns_eagain_and_cancel_ends_early);
     tcase_add_test(tc, test_deadline_ends_with_etimedout);
     tcase_add_test(tc, test_submit_refused_after_stop_and_context);
+    tcase_add_test(tc, test_fp8_checkpoint_reports_quantize);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
