@@ -11,6 +11,10 @@
  * pending, or when quantizing/saving with nothing measured; 400 for a bad
  * field (named); 503 while loading.
  *
+ * A save runs on the engine thread and its error shows in last_error; a
+ * measurement folder that cannot take a file at all (read-only, full) is
+ * refused at once instead (500, 507 with the folder and the errno text).
+ *
  * Files: every path is under the state directory.  The FP8Config's
  * dump_stats_path is <state_dir>/measure/fp8d unless the operator's
  * fp8_config file sets one; a client may not set it.  Exports go to
@@ -31,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 static int not_ready(api_service *svc, api_response *out)
 {
@@ -259,13 +265,61 @@ done:
     return rc;
 }
 
+/* The composed FP8Config (compose_config, no overrides) and the
+ * measurement file it names, as the engine's save and load name it.
+ * NULL with *status and msg on error. */
+static char *measure_config(api_service *svc, char *path, size_t len, int *status, char *msg,
+                            size_t msglen)
+{
+    qt_config *c = NULL;
+    char *cfg = compose_config(svc, NULL, status, msg, msglen);
+
+    if (cfg == NULL)
+        return NULL;
+    if (qt_config_parse(&c, cfg, "config", msg, msglen) < 0 ||
+        qt_measure_path(c, QT_FILE_MEASURE, path, len) < 0) {
+        qt_config_free(c);
+        free(cfg);
+        *status = 500;
+        snprintf(msg, msglen, "cannot name the measurement file");
+        return NULL;
+    }
+    qt_config_free(c);
+    return cfg;
+}
+
+/* The save runs later on the engine thread and reports there (GET
+ * /calibrate's last_error).  A folder that cannot take a file at all
+ * (read-only, no space left, no permission) is refused now, so the client
+ * hears it from this request: 507 for space, 500 otherwise.  Anything
+ * else (a folder still to be created) is left to the save itself. */
+static int check_writable(const char *file, int *status, char *msg, size_t msglen)
+{
+    char dir[4096];
+    struct statvfs vs;
+    int rc = 0;
+
+    snprintf(dir, sizeof(dir), "%s", file);
+    if (strrchr(dir, '/') != NULL)
+        *strrchr(dir, '/') = '\0';
+    if (access(dir, W_OK) != 0)
+        rc = -errno;
+    else if (statvfs(dir, &vs) == 0 && (geteuid() == 0 ? vs.f_bfree : vs.f_bavail) == 0)
+        rc = -ENOSPC;           /* root may use the blocks reserved for it */
+    if (rc != -EROFS && rc != -EACCES && rc != -EPERM && rc != -ENOSPC && rc != -EDQUOT)
+        return 0;
+    *status = rc == -ENOSPC || rc == -EDQUOT ? 507 : 500;
+    snprintf(msg, msglen, "cannot save: measurement folder %.200s: %s", dir, strerror(-rc));
+    return rc;
+}
+
 int api__calibrate_save(api_service *svc, const char *body, size_t body_len, api_response *out)
 {
     json_t *req = NULL, *ex;
     json_error_t je;
     eng_calib_cmd cmd;
     eng_calib_status st;
-    char dir[2300], msg[300], *cfg;
+    char dir[2300], msg[300], path[4096], *cfg;
     const char *name = NULL;
     int rc, status = 400;
 
@@ -301,10 +355,13 @@ int api__calibrate_save(api_service *svc, const char *body, size_t body_len, api
         snprintf(msg, sizeof(msg), "nothing measured yet: nothing to save");
         goto fail;
     }
-    /* Checks the measurement folder as a command does (no link in it). */
-    if ((cfg = compose_config(svc, NULL, &status, msg, sizeof(msg))) == NULL)
+    /* Checks the measurement folder as a command does (no link in it),
+     * and that it can take a file at all. */
+    if ((cfg = measure_config(svc, path, sizeof(path), &status, msg, sizeof(msg))) == NULL)
         goto fail;
     free(cfg);
+    if (check_writable(path, &status, msg, sizeof(msg)) < 0)
+        goto fail;
     if (name != NULL) {
         char sub[100];
         snprintf(sub, sizeof(sub), "exports/%s", name);
@@ -332,7 +389,6 @@ int api__calibrate_load(api_service *svc, const char *body, size_t body_len, api
 {
     eng_calib_cmd cmd;
     eng_calib_status st;
-    qt_config *c = NULL;
     char msg[300], path[4096], *cfg;
     int rc, status = 500;
     struct stat sb;
@@ -340,15 +396,8 @@ int api__calibrate_load(api_service *svc, const char *body, size_t body_len, api
     if ((rc = not_ready(svc, out)) != 0)
         return rc < 0 ? rc : 0;
     memset(&cmd, 0, sizeof(cmd));
-    if ((cfg = compose_config(svc, NULL, &status, msg, sizeof(msg))) == NULL)
+    if ((cfg = measure_config(svc, path, sizeof(path), &status, msg, sizeof(msg))) == NULL)
         return api_error_response(out, status, msg);
-    if (qt_config_parse(&c, cfg, "config", msg, sizeof(msg)) < 0 ||
-        qt_measure_path(c, QT_FILE_MEASURE, path, sizeof(path)) < 0) {
-        qt_config_free(c);
-        free(cfg);
-        return api_error_response(out, 500, "cannot name the measurement file");
-    }
-    qt_config_free(c);
     if (stat(path, &sb) != 0) {
         free(cfg);
         snprintf(msg, sizeof(msg), "nothing saved to load: %.200s does not exist (POST "

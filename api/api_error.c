@@ -32,6 +32,7 @@ static const struct {
     { 501, "not_supported_error",   "not_supported" },
     { 503, "unavailable_error",     "unavailable" },
     { 504, "timeout_error",         "deadline_exceeded" },
+    { 507, "server_error",          "insufficient_storage" },
 };
 
 static int find_status(int status)

@@ -171,24 +171,24 @@ settle() {   # waits until no calibration command is pending; GET /calibrate in 
     done
     return 1
 }
-# save_error WANT: POST /calibrate/save must fail naming the measurement
-# folder and the errno text WANT, either at once (a 4xx/5xx JSON error) or,
-# once the engine ran the queued save, in GET /calibrate's last_error.
+# save_error STATUS WANT: POST /calibrate/save fails naming the
+# measurement folder and the errno text WANT: at once with the JSON error
+# STATUS, or (STATUS 202) in GET /calibrate's last_error once the engine
+# ran the queued save.
 save_error() {
     s=$(adm POST /calibrate/save '{}')
     if [ "$s" = 202 ]; then
         settle || return 1
         msg=$(python3 -c "import json; print(json.load(open('$work/out'))['last_error'] or '')")
-        where="202, then last_error"
     else
         msg=$(python3 -c "
 import json; j = json.load(open('$work/out'))
-assert j['error']['status'] == $s >= 400, j
+assert j['error']['status'] == $s, j
 print(j['error']['message'])" 2>/dev/null)
-        where="$s"
     fi
-    echo "c: save answered $where: $msg"
-    case $msg in *"$mnt/measure"*"$1"*) return 0 ;; esac
+    echo "c: save answered $s: $msg"
+    [ "$s" = "$1" ] || return 1
+    case $msg in *"$mnt/measure"*"$2"*) return 0 ;; esac
     return 1
 }
 
@@ -205,17 +205,25 @@ else
         --threads 1 --fp8-config "$work/fp8_c.json" --state-dir "$mnt" --api-keys-file "$work/keys"
     ready || { cat "$work/log_c"; finish; }
     check "c: a measured completion" complete_ok
-    dd if=/dev/zero of="$mnt/fill" bs=4k 2>/dev/null
-    echo "c: filled: $(df -k "$mnt" | tail -n1)"
-    check "c: disk full: save fails naming the folder and 'No space left on device'" \
-        save_error 'No space left on device'
-    check "c: disk full: the daemon keeps serving (a completion succeeds)" complete_ok
-    check "c: disk full: no measurement file half-written under its final name" \
+    # Nearly full: one free page, less than the file needs; the save is
+    # queued (202) and fails in the write.
+    mkdir -p "$mnt/measure"
+    dd if=/dev/zero of="$mnt/fill" bs=4k count=$(( $(stat -f -c %a "$mnt") - 1 )) 2>/dev/null
+    echo "c: nearly full: $(df -k "$mnt" | tail -n1)"
+    check "c: one page left: the queued save fails, last_error names the file and 'No space left on device'" \
+        save_error 202 'No space left on device'
+    check "c: one page left: the daemon keeps serving (a completion succeeds)" complete_ok
+    dd if=/dev/zero of="$mnt/fill2" bs=4k 2>/dev/null
+    echo "c: full: $(df -k "$mnt" | tail -n1)"
+    check "c: full: save refused at once, 507 naming the folder and 'No space left on device'" \
+        save_error 507 'No space left on device'
+    check "c: full: the daemon keeps serving (a completion succeeds)" complete_ok
+    check "c: no measurement file half-written under its final name" \
         sh -c "! ls '$mnt/measure/' 2>/dev/null | grep -q '^fp8d_hooks_maxabs[a-z_]*\.json$'"
-    rm -f "$mnt/fill"
+    rm -f "$mnt/fill" "$mnt/fill2"
     mount -o remount,ro "$mnt"
-    check "c: read-only: save fails naming the folder and 'Read-only file system'" \
-        save_error 'Read-only file system'
+    check "c: read-only: save refused at once, 500 naming the folder and 'Read-only file system'" \
+        save_error 500 'Read-only file system'
     check "c: read-only: the daemon keeps serving (a completion succeeds)" complete_ok
     mount -o remount,rw "$mnt"
     s=$(adm POST /calibrate/save '{}')
