@@ -26,6 +26,7 @@
 #include "config.h"
 
 #include "api/api.h"
+#include "kernels/kernels.h"
 #include "kernels/kn_base.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -86,6 +87,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     int rc;
 
     kn_log_set(quiet, NULL, 0);
+    /* as fp8d's main does: the engine's FP8 paths use the active kernels */
+    FUZZ_CHECK(kn_init(NULL) == 0, "kn_init");
     api_service_params_default(&p);
     p.model_path = fuzz_path(dir, sizeof(dir), "examples/models/shakespeare-tiny-bf16");
     p.threads = 1;
