@@ -70,11 +70,22 @@ complete_ok() {   # a greedy completion answers 200 with a choice (text in $work
 }
 # A tmpfs mounted by case c must go before lib.sh's cleanup removes $work.
 mounted=""
-trap '[ -z "$mounted" ] || umount "$mounted"; cleanup' EXIT
+# Every daemon started here is killed at exit, not only the last one
+# (lib.sh's cleanup knows daemon_pid alone; a case that stops early may
+# leave an earlier daemon running).  Only while it is still our child: a
+# pid already reaped may belong to someone else by then.
+started=""
+start_daemon_tracked() { start_daemon "$@"; sd_rc=$?; started="$started $daemon_pid"; return $sd_rc; }
+kill_started() {
+    for p in $started; do
+        [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] && kill -KILL "$p" 2>/dev/null
+    done
+}
+trap 'kill_started; [ -z "$mounted" ] || umount "$mounted"; cleanup' EXIT
 
 # ---- e. clients hanging up mid-request -------------------------------------
 lap "e. random client disconnects"
-check "e: daemon starts" start_daemon "$work/log_e" --threads 1
+check "e: daemon starts" start_daemon_tracked "$work/log_e" --threads 1
 ready || { cat "$work/log_e"; finish; }
 # The warm-up is the same load (everyone hangs up) once before: its RSS
 # is the level the second round must come back to, so memory kept per
@@ -113,7 +124,7 @@ lap "a. SIGTERM under load"
 # each are over 25000 steps, which no machine runs within the 2 s of
 # shutdown_timeout: the drain finishes the first few whole and the stop
 # cuts the rest, so both endings are seen.
-check "a: daemon starts (max_batch 1, shutdown_timeout 2)" start_daemon "$work/log_a" \
+check "a: daemon starts (max_batch 1, shutdown_timeout 2)" start_daemon_tracked "$work/log_a" \
     --threads 1 --max-batch 1 --shutdown-timeout 2
 ready || { cat "$work/log_a"; finish; }
 "$loadgen" --url "$url" --conns 64 --count 64 --mix 1:1:0 --max-tokens 400:480 --ignore-eos \
@@ -201,7 +212,7 @@ if ! mount -t tmpfs -o size=64k fp8d-faults "$mnt" 2>"$work/mount.err"; then
 else
     mounted=$mnt
     fp8_config "$mnt" "$work/fp8_c.json"
-    check "c: daemon starts with its state directory on a 64 KiB tmpfs" start_daemon "$work/log_c" \
+    check "c: daemon starts with its state directory on a 64 KiB tmpfs" start_daemon_tracked "$work/log_c" \
         --threads 1 --fp8-config "$work/fp8_c.json" --state-dir "$mnt" --api-keys-file "$work/keys"
     ready || { cat "$work/log_c"; finish; }
     check "c: a measured completion" complete_ok
@@ -249,7 +260,7 @@ mkdir -p "$meas"
 fp8_config "$state" "$work/fp8_b.json"
 start_b() {   # start_b NAME [FLAGS...]
     l=$1; shift
-    start_daemon "$work/log_b$l" --threads 1 --fp8-config "$work/fp8_b.json" --state-dir "$state" \
+    start_daemon_tracked "$work/log_b$l" --threads 1 --fp8-config "$work/fp8_b.json" --state-dir "$state" \
         --api-keys-file "$work/keys" "$@" && ready
 }
 check "b: daemon starts (AUTO, nothing saved: MEASURE)" start_b 0
@@ -379,7 +390,7 @@ count_for() {   # count_for FILE PATTERN N: wait until PATTERN is on N lines of 
 failed_reload='reload: loading model .* failed, keeping the running model: .*model.safetensors'
 bundled=$model
 model=$md
-check "d: daemon starts on a copy of the model" start_daemon "$work/log_d" --threads 1
+check "d: daemon starts on a copy of the model" start_daemon_tracked "$work/log_d" --threads 1
 model=$bundled
 ready || { cat "$work/log_d"; finish; }
 complete_ok
