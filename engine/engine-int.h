@@ -95,13 +95,14 @@ struct eng_seq {
  * before reading a tensor's mapped bytes again, since a file truncated in
  * place raises SIGBUS on access to the mapping.  eng__st_release drops the
  * resident pages of t's page-aligned interior (read-only MAP_PRIVATE:
- * touched again they come back from the page cache); _all does it for
- * every file.  eng__st_read copies bytes [off, off + len) of t with
+ * touched again they come back from the page cache); _range those of
+ * bytes [off, off + len) of t, _all those of every file.  eng__st_read copies bytes [off, off + len) of t with
  * pread() after the check (a copied tensor from its copy): a short read
  * is an error naming the file, never a signal.  Thread: the model's. */
 int  eng__st_check(const eng_st_file *f, const eng_tensor *t, char *err, size_t errlen);
 int  eng__st_check_all(const eng_st_file *f, char *err, size_t errlen);
 void eng__st_release(const eng_st_file *f, const eng_tensor *t);
+void eng__st_release_range(const eng_st_file *f, const eng_tensor *t, size_t off, size_t len);
 void eng__st_release_all(const eng_st_file *f);
 int  eng__st_read(const eng_st_file *f, const eng_tensor *t, size_t off, void *dst, size_t len,
                   char *err, size_t errlen);

@@ -154,11 +154,17 @@ static int bind_linear(binder *b, eng_linear *l, const char *prefix, int n_out, 
     return 0;
 }
 
-/* Packs l from the mapping (after checking that its file is unchanged)
- * and releases the mapped pages it read. */
+/* Output rows packed between two releases of the mapped pages read: a
+ * multiple of KN_PANEL, so that each run is whole panels (a few MB). */
+#define PACK_ROWS (64 * KN_PANEL)
+
+/* Packs l from the mapping (after checking that its file is unchanged),
+ * a run of panels at a time, releasing the mapped pages each run read:
+ * the largest matrix (a tied lm_head) is never resident twice. */
 static int pack_one(eng_model *m, eng_linear *l, char *err, size_t errlen)
 {
-    size_t sz = kn_packed_size(l->wtype, (size_t)l->n_out, (size_t)l->n_in);
+    size_t N = (size_t)l->n_out, K = (size_t)l->n_in, esz = l->wtype == KN_W_F32 ? 4 : 2;
+    size_t sz = kn_packed_size(l->wtype, N, K);
     int rc;
 
     if ((rc = eng__st_check(m->st, l->src, err, errlen)) < 0)
@@ -167,8 +173,14 @@ static int pack_one(eng_model *m, eng_linear *l, char *err, size_t errlen)
         kn_errf(err, errlen, "%s: out of memory packing %zu bytes", l->name, sz);
         return -ENOMEM;
     }
-    kn_pack_weights(l->packed, l->w, l->wtype, (size_t)l->n_out, (size_t)l->n_in);
-    eng__st_release(m->st, l->src);
+    /* panels are independent: rows [n, n + r) land at panel n / KN_PANEL */
+    for (size_t n = 0; n < N; n += PACK_ROWS) {
+        size_t r = N - n < PACK_ROWS ? N - n : PACK_ROWS;
+        kn_pack_weights((char *)l->packed + n * K * esz, (const char *)l->w + n * K * esz,
+                        l->wtype, r, K);
+        eng__st_release_range(m->st, l->src, n * K * esz, r * K * esz);
+    }
+    eng__st_release(m->st, l->src);   /* the pages the runs' edges shared */
     return 0;
 }
 

@@ -650,10 +650,16 @@ static void drop_pages(const void *p, size_t len)
         (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+void eng__st_release_range(const eng_st_file *f, const eng_tensor *t, size_t off, size_t len)
+{
+    KN_ASSERT(off <= t->size && len <= t->size - off);
+    if (map_of(f, t) != NULL)
+        drop_pages((const char *)t->data + off, len);
+}
+
 void eng__st_release(const eng_st_file *f, const eng_tensor *t)
 {
-    if (map_of(f, t) != NULL)
-        drop_pages(t->data, t->size);
+    eng__st_release_range(f, t, 0, t->size);
 }
 
 void eng__st_release_all(const eng_st_file *f)

@@ -1055,6 +1055,13 @@ static const tiny_spec g_tiny[] = {
      "\"mlp_bias\":true,\"partial_rotary_factor\":0.5,"
      "\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0},\"rope_theta\":500.0}",
      32, 24, 2, 2, 2, 16, 40, false, false, true, false, false, "BF16", 0, 500, 2, 0.5},
+    /* a tied vocabulary of several packing runs (model.c packs 2048 rows
+     * at a time) ending in a partial panel: embedding rows come from them */
+    {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":16,\"intermediate_size\":16,"
+     "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
+     "\"vocab_size\":4200,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-5,"
+     "\"tie_word_embeddings\":true,\"rope_theta\":10000.0}",
+     16, 16, 1, 2, 1, 8, 4200, false, false, false, false, true, "BF16", 0, 1e4, 1, 1},
 };
 
 /* The engine (both kernel variants, batched prefill and KV-cache steps)
