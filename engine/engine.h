@@ -478,6 +478,11 @@ typedef struct eng_fp8_opts {
     bool           kv_fp8;    /* KV cache stored as E4M3 in QUANTIZE */
     bool           qk_fp8;    /* q and k of q.k^T rounded through FP8 with the static
                                * scales of matmul_qk (needs act STATIC) */
+    bool           bf16_act;  /* weight-only Linears round their f32 activations to bf16
+                               * (RNE) for the vdpbf16ps kernels: prefill several times
+                               * faster, at up to 2^-8 * sum |x w| more error per output
+                               * (kernels/kn_fp8mm.h), more than the f32 references of
+                               * the weight-only tests allow; false: exact f32 products */
 } eng_fp8_opts;
 
 void eng_fp8_opts_default(eng_fp8_opts *o);   /* STATIC, CONFIG, f32 KV cache and q.k^T */
