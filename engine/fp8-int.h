@@ -102,9 +102,21 @@ int  eng__fp8_state_save(eng_model *m, const char *path, char *err, size_t errle
 int  eng__fp8_attach(eng_model *m);
 void eng__fp8_free(eng_model *m);
 
-/* fp8_linear.c: the forward hooks.  eng__fp8_linear returns true when it
- * computed y (QUANTIZE), false when the high-precision product must run
- * (after observing the input in MEASURE). */
+/* fp8_linear.c: the forward hooks.  eng__fp8_linears runs Linears that
+ * read the same input x [rows][ldx] (q/k/v, gate/up, or one alone): in
+ * QUANTIZE it computes those with FP8 weights in one parallel region
+ * (the activations quantized once for all) and sets done[j] (in other
+ * modes only a checkpoint's FP8 weights without an f32 form, l->w NULL,
+ * exactly); in MEASURE it observes the input of each.  The caller runs
+ * the high-precision product of the rest.  Returns how many it computed. */
+#define ENG_LIN_GROUP_MAX 4
+typedef struct eng_lin_job {
+    const eng_linear *l;
+    float            *y;     /* [rows][ldy] output */
+    size_t            ldy;
+} eng_lin_job;
+int  eng__fp8_linears(eng_model *m, const float *x, size_t ldx, size_t rows,
+                      const eng_lin_job *jobs, int n, bool *done);
 bool eng__fp8_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
                      size_t rows, const eng_linear *l);
 void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
