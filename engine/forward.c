@@ -91,34 +91,63 @@ int eng__scratch_reserve(eng_model *m, size_t rows, size_t max_ctx)
     return 0;
 }
 
-/* y[rows, ldy] = x[rows, ldx] . W^T (+b), output rows split across threads
- * (whole panels when the weights are packed). */
+/* Chunk ch of job j's output rows: whole panels when the weights are
+ * packed, else LIN_CHUNK rows. */
+static void lin_chunk(const eng_model *m, const eng_lin_job *job, const float *x, size_t ldx,
+                      size_t rows, size_t ch)
+{
+    const kn_math_ops *ops = m->ops;
+    const eng_linear *l = job->l;
+    size_t n0 = ch * LIN_CHUNK, n1 = n0 + LIN_CHUNK;
+
+    if (l->packed != NULL && ops->linear_packed != NULL) {
+        ops->linear_packed(job->y, job->ldy, x, ldx, rows, l->packed, l->wtype, (size_t)l->n_in,
+                           (size_t)l->n_out, ch, ch + 1, l->bias);
+        return;
+    }
+    if (n1 > (size_t)l->n_out)
+        n1 = (size_t)l->n_out;
+    ops->linear(job->y, job->ldy, x, ldx, rows, l->w, l->wtype, (size_t)l->n_in, n0, n1,
+                l->bias);
+}
+
+/* jobs[j].y[rows, ldy] = x[rows, ldx] . W_j^T (+b) for Linears that read
+ * the same input (q/k/v, gate/up, or one alone): one parallel region for
+ * all of them, each thread taking its share of every member's output
+ * rows, so a group costs one fork/join and its small members (k, v) do
+ * not leave a thread idle.  FP8 products run in fp8_linear.c (QUANTIZE);
+ * MEASURE observes inputs there and outputs here. */
+static void par_linears(eng_model *m, const float *x, size_t ldx, size_t rows,
+                        const eng_lin_job *jobs, int n)
+{
+    bool done[ENG_LIN_GROUP_MAX];
+    long n_chunks[ENG_LIN_GROUP_MAX], total = 0, work = 0;
+
+    eng__fp8_linears(m, x, ldx, rows, jobs, n, done);
+    for (int j = 0; j < n; j++) {
+        const eng_linear *l = jobs[j].l;
+        long chunk = l->packed != NULL && m->ops->linear_packed != NULL ? KN_PANEL : LIN_CHUNK;
+        n_chunks[j] = done[j] ? 0 : (l->n_out + chunk - 1) / chunk;
+        total += n_chunks[j];
+        work += done[j] ? 0 : (long)rows * l->n_out * l->n_in;
+    }
+#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) if (work >= PAR_MIN_WORK)
+    for (long c = 0; c < total; c++) {
+        int j = 0;
+        long ch = c;
+        while (ch >= n_chunks[j])
+            ch -= n_chunks[j++];
+        lin_chunk(m, &jobs[j], x, ldx, rows, (size_t)ch);
+    }
+    for (int j = 0; m->fp8 != NULL && j < n; j++)
+        eng__fp8_linear_out(m, jobs[j].y, jobs[j].ldy, rows, jobs[j].l);
+}
+
 static void par_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
                        size_t rows, const eng_linear *l)
 {
-    const kn_math_ops *ops = m->ops;
-    bool packed = l->packed != NULL && ops->linear_packed != NULL;
-    size_t chunk = packed ? KN_PANEL : LIN_CHUNK;
-    long n_chunks = (long)((l->n_out + chunk - 1) / chunk);
-    long work = (long)rows * l->n_out * l->n_in;
-
-    /* FP8 (fp8_linear.c): QUANTIZE computes y there; MEASURE observes. */
-    if (m->fp8 != NULL && eng__fp8_linear(m, y, ldy, x, ldx, rows, l))
-        return;
-#pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) if (work >= PAR_MIN_WORK)
-    for (long ch = 0; ch < n_chunks; ch++) {
-        size_t n0 = (size_t)ch * chunk, n1 = n0 + chunk;
-        if (packed) {
-            ops->linear_packed(y, ldy, x, ldx, rows, l->packed, l->wtype, (size_t)l->n_in,
-                               (size_t)l->n_out, (size_t)ch, (size_t)ch + 1, l->bias);
-            continue;
-        }
-        if (n1 > (size_t)l->n_out)
-            n1 = (size_t)l->n_out;
-        ops->linear(y, ldy, x, ldx, rows, l->w, l->wtype, (size_t)l->n_in, n0, n1, l->bias);
-    }
-    if (m->fp8 != NULL)
-        eng__fp8_linear_out(m, y, ldy, rows, l);
+    eng_lin_job job = {l, y, ldy};
+    par_linears(m, x, ldx, rows, &job, 1);
 }
 
 static void par_rmsnorm(const eng_model *m, float *y, const float *x, const float *w, size_t rows)
@@ -262,8 +291,8 @@ static void mlp(eng_model *m, const eng_layer *L, size_t rows)
     size_t d = (size_t)m->cfg.dim, hd = (size_t)m->cfg.hidden_dim;
 
     par_rmsnorm(m, s->xb, s->x, L->ffn_norm, rows);
-    par_linear(m, s->hb, hd, s->xb, d, rows, &L->gate);
-    par_linear(m, s->hb2, hd, s->xb, d, rows, &L->up);
+    par_linears(m, s->xb, d, rows, (eng_lin_job[]){{&L->gate, s->hb, hd}, {&L->up, s->hb2, hd}},
+                2);
 #pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
     if ((long)(rows * hd) >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++)
@@ -282,9 +311,8 @@ static void layer_forward(eng_model *m, int li, const eng_batch_item *items, siz
     size_t kvd = (size_t)c->n_kv_heads * c->head_size;
 
     par_rmsnorm(m, s->xb, s->x, L->attn_norm, rows);
-    par_linear(m, s->q, qd, s->xb, d, rows, &L->q);
-    par_linear(m, s->k, kvd, s->xb, d, rows, &L->k);
-    par_linear(m, s->v, kvd, s->xb, d, rows, &L->v);
+    par_linears(m, s->xb, d, rows,
+                (eng_lin_job[]){{&L->q, s->q, qd}, {&L->k, s->k, kvd}, {&L->v, s->v, kvd}}, 3);
     qk_rotate(m, L, rows);
     if (m->fp8 != NULL)
         eng__fp8_attn(m, li, s->q, s->k, s->v, rows);

@@ -58,9 +58,9 @@ static int reserve_act(eng_fp8 *f, size_t nq, size_t ns)
     return 0;
 }
 
-static int reserve_scratch(eng_fp8 *f, const kn_fp8w *w, int nth)
+static int reserve_scratch(eng_fp8 *f, size_t each, int nth)
 {
-    size_t each = (kn_fp8mm_scratch_size(w) + 63) & ~(size_t)63;
+    each = (each + 63) & ~(size_t)63;
     if (each <= f->mm_scratch_each && (size_t)nth <= f->mm_scratch_n)
         return 0;
     if (each < f->mm_scratch_each)
@@ -74,57 +74,191 @@ static int reserve_scratch(eng_fp8 *f, const kn_fp8w *w, int nth)
     return 0;
 }
 
-bool eng__fp8_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
-                     size_t rows, const eng_linear *l)
+/* How a group runs: which members are FP8 products here, which of those
+ * read the shared FP8 activations f->xq, and which kernels the row count
+ * takes. */
+typedef struct grp {
+    bool         bf16;                    /* weight-only members round x to bf16 */
+    const eng_lin_job *jobs;
+    int          n;
+    const kn_fp8w *w[ENG_LIN_GROUP_MAX];  /* NULL: not computed here */
+    bool         w8a8[ENG_LIN_GROUP_MAX]; /* else f32 activations (weight-only) */
+    const float *x;
+    size_t       ldx, K, rows;
+    bool         prefill;                 /* large-M kernels, with f->mm_scratch */
+    size_t       units;                   /* panel pairs of the FP8 members */
+} grp;
+
+/* Panel pairs of w, the prefill kernels' unit (an odd last panel is a
+ * unit of its own).  A group's members share K, so all units cost the
+ * same and a split in units balances the threads. */
+static size_t units_of(const kn_fp8w *w)
+{
+    return (kn_fp8w_panels(w) + 1) / 2;
+}
+
+/* Thread ith of nt: its share of the group's units, taken member after
+ * member (q, k and v, or gate and up, in one parallel region). */
+static void grp_run(const eng_fp8 *f, const grp *g, int ith, int nt)
+{
+    size_t u0 = g->units * (size_t)ith / (size_t)nt;
+    size_t u1 = g->units * (size_t)(ith + 1) / (size_t)nt, base = 0;
+    void *scratch = g->prefill ? (char *)f->mm_scratch + (size_t)ith * f->mm_scratch_each : NULL;
+
+    for (int j = 0; j < g->n && base < u1; j++) {
+        const kn_fp8w *w = g->w[j];
+        if (w == NULL)
+            continue;
+        const float *bias = g->jobs[j].l->bias;
+        float *y = g->jobs[j].y;
+        size_t ldy = g->jobs[j].ldy, nu = units_of(w), np = kn_fp8w_panels(w);
+        size_t a = u0 > base ? u0 - base : 0, b = u1 - base < nu ? u1 - base : nu;
+        base += nu;
+        if (a >= b)
+            continue;
+        size_t p0 = 2 * a, p1 = 2 * b < np ? 2 * b : np;
+        if (g->w8a8[j] && g->prefill)
+            f->mm->prefill_w8a8(y, ldy, f->xq, g->K, f->fmt, f->xs, g->rows, w, p0, p1, bias,
+                                scratch);
+        else if (g->w8a8[j])
+            f->mm->linear_w8a8(y, ldy, f->xq, g->K, f->fmt, f->xs, g->rows, w, p0, p1, bias);
+        else if (!g->bf16)
+            f->mm->linear(y, ldy, g->x, g->ldx, g->rows, w, p0, p1, bias);
+        else if (g->prefill)
+            f->mm->prefill_bf16(y, ldy, g->x, g->ldx, g->rows, w, p0, p1, bias, scratch);
+        else
+            f->mm->linear_bf16(y, ldy, g->x, g->ldx, g->rows, w, p0, p1, bias);
+    }
+}
+
+/* Rows [r0, r1) of the shared activations (kn_fp8_act_quantize). */
+static void grp_quantize(eng_fp8 *f, const grp *g, const float *sscale, size_t r0, size_t r1)
+{
+    int rc = kn_fp8_act_quantize(f->xq + r0 * g->K, g->K, f->xs + r0, g->x + r0 * g->ldx,
+                                 g->ldx, r1 - r0, g->K, f->fmt, sscale);
+    KN_ASSERT(rc == 0);   /* its only error is a bad static scale, refused before */
+}
+
+/* A member's static input scale, 0 when it has none usable (it then
+ * runs weight-only). */
+static float static_scale(const eng_lin_job *job)
+{
+    const eng_fp8lin *fl = job->l->fp8;
+    float v = fl != NULL && fl->w8 != NULL ? fl->in_scale : 0.0f;
+    return isfinite(v) && v > 0.0f ? v : 0.0f;
+}
+
+/* The static input scale the FP8 members share; 0 when none has one, -1
+ * when two differ (the group then runs member by member). */
+static float shared_static_scale(const eng_lin_job *jobs, int n)
+{
+    float s = 0.0f;
+    for (int j = 0; j < n; j++) {
+        float v = static_scale(&jobs[j]);
+        if (v > 0.0f && s > 0.0f && v != s)
+            return -1.0f;
+        if (v > 0.0f)
+            s = v;
+    }
+    return s;
+}
+
+/* Fills g; false when no member is an FP8 product.  Outside QUANTIZE
+ * only the FP8 weights of a checkpoint (which have no other form, l->w
+ * NULL) are products here: exact, f32 activations. */
+static bool grp_plan(eng_model *m, grp *g, int nth)
 {
     eng_fp8 *f = m->fp8;
-    eng_fp8lin *fl = l->fp8;
-    size_t K = (size_t)l->n_in;
-    const float *sscale = NULL;
-    bool w8a8;
-    int nth = n_threads(m);
+    bool any_w8a8 = false, quantize = f->mode == QT_MODE_QUANTIZE;
+    const kn_fp8w *w0 = NULL;
 
-    if (f == NULL || fl == NULL)
+    for (int j = 0; j < g->n; j++) {
+        const eng_fp8lin *fl = g->jobs[j].l->fp8;
+        g->w[j] = fl != NULL && (quantize || g->jobs[j].l->w == NULL) ? fl->w8 : NULL;
+        if (g->w[j] == NULL)
+            continue;
+        g->units += units_of(g->w[j]);
+        w0 = g->w[j];
+        if (!quantize)
+            continue;
+        g->w8a8[j] = f->opts.act == ENG_FP8_ACT_DYNAMIC ||
+                     (f->opts.act == ENG_FP8_ACT_STATIC && static_scale(&g->jobs[j]) > 0.0f);
+        any_w8a8 |= g->w8a8[j];
+    }
+    if (w0 == NULL)
         return false;
-    if (f->mode == QT_MODE_MEASURE && fl->mod != NULL)
-        observe_rows(fl->mod, QT_SLOT_INPUT, x, ldx, K, rows);
-    /* An FP8 weight of the checkpoint has no other form (l->w NULL): OFF
-     * and MEASURE run it with f32 activations (the exact 'linear'). */
-    if (fl->w8 == NULL || (f->mode != QT_MODE_QUANTIZE && l->w != NULL))
-        return false;
+    if (any_w8a8 && reserve_act(f, g->rows * g->K, g->rows) < 0) {
+        memset(g->w8a8, 0, sizeof(g->w8a8));   /* out of memory: weight-only still answers */
+        any_w8a8 = false;
+    }
+    /* bf16 activations only when asked for, in QUANTIZE: in every other
+     * mode an FP8 weight of a checkpoint stands for its exact f32 value. */
+    g->bf16 = quantize && f->opts.bf16_act;
+    /* Large M: the prefill kernels for W8A8 and bf16 products (the exact
+     * f32 product has none); without their scratch the small-M kernels
+     * still give the answer. */
+    g->prefill = (any_w8a8 || g->bf16) && g->rows > FP8_PREFILL_ROWS &&
+                 reserve_scratch(f, kn_fp8mm_scratch_size(w0), nth) == 0;
+    return true;
+}
 
-    w8a8 = f->mode == QT_MODE_QUANTIZE &&
-           (f->opts.act == ENG_FP8_ACT_DYNAMIC ||
-            (f->opts.act == ENG_FP8_ACT_STATIC && fl->in_scale > 0.0f));
-    if (f->opts.act == ENG_FP8_ACT_STATIC)
-        sscale = &fl->in_scale;
-    if (w8a8 && reserve_act(f, rows * K, rows) < 0)
-        w8a8 = false;   /* out of memory: weight-only still gives an answer */
-    if (w8a8 && rows > FP8_PREFILL_ROWS && reserve_scratch(f, fl->w8, nth) < 0)
-        w8a8 = false;
-    if (w8a8)
-        kn_fp8_act_quantize(f->xq, K, f->xs, x, ldx, rows, K, f->fmt, sscale);
+int eng__fp8_linears(eng_model *m, const float *x, size_t ldx, size_t rows,
+                     const eng_lin_job *jobs, int n, bool *done)
+{
+    eng_fp8 *f = m->fp8;
+    grp g = {.jobs = jobs, .n = n, .x = x, .ldx = ldx, .rows = rows};
+    float sscale = 0.0f;
+    bool quant = false;
+    long work = 0;
+    int nth = n_threads(m), n_done = 0;
 
-    long work = (long)rows * l->n_out * l->n_in;
+    KN_ASSERT(n >= 1 && n <= ENG_LIN_GROUP_MAX);
+    g.K = (size_t)jobs[0].l->n_in;
+    for (int j = 0; j < n; j++) {
+        KN_ASSERT((size_t)jobs[j].l->n_in == g.K);
+        done[j] = false;
+    }
+    if (f == NULL)
+        return 0;
+    if (f->mode == QT_MODE_MEASURE)
+        for (int j = 0; j < n; j++) {
+            const eng_fp8lin *fl = jobs[j].l->fp8;
+            if (fl != NULL && fl->mod != NULL)
+                observe_rows(fl->mod, QT_SLOT_INPUT, x, ldx, g.K, rows);
+        }
+    if (f->mode == QT_MODE_QUANTIZE && f->opts.act == ENG_FP8_ACT_STATIC &&
+        (sscale = shared_static_scale(jobs, n)) < 0.0f) {
+        for (int j = 0; j < n; j++)   /* different input scales: one quantization each */
+            n_done += eng__fp8_linears(m, x, ldx, rows, jobs + j, 1, done + j);
+        return n_done;
+    }
+    if (!grp_plan(m, &g, nth))
+        return 0;
+    for (int j = 0; j < n; j++) {
+        if (g.w[j] == NULL)
+            continue;
+        quant |= g.w8a8[j];
+        work += (long)rows * jobs[j].l->n_out * jobs[j].l->n_in;
+        done[j] = true;
+        n_done++;
+    }
+    const float *sp = sscale > 0.0f ? &sscale : NULL;
+    /* Few rows (decode): quantized here, which saves the region a barrier. */
+    bool quant_inside = quant && rows > FP8_PREFILL_ROWS;
+    if (quant && !quant_inside)
+        grp_quantize(f, &g, sp, 0, rows);
 #pragma omp parallel num_threads(nth) if (work >= FP8_PAR_MIN_WORK)
     {
-        size_t p0, p1;
         int ith = omp_get_thread_num(), nt = omp_get_num_threads();
-        kn_fp8w_split(fl->w8, ith, nt, &p0, &p1);
-        if (p1 > p0) {
-            if (!w8a8)
-                f->mm->linear(y, ldy, x, ldx, rows, fl->w8, p0, p1, l->bias);
-            else if (rows <= FP8_PREFILL_ROWS)
-                f->mm->linear_w8a8(y, ldy, f->xq, K, f->fmt, f->xs, rows, fl->w8, p0, p1,
-                                   l->bias);
-            else
-                f->mm->prefill_w8a8(y, ldy, f->xq, K, f->fmt, f->xs, rows, fl->w8, p0, p1,
-                                    l->bias,
-                                    (char *)f->mm_scratch + (size_t)ith * f->mm_scratch_each);
+        if (quant_inside) {
+            /* each thread quantizes its rows, once for every member */
+            grp_quantize(f, &g, sp, rows * (size_t)ith / (size_t)nt,
+                         rows * (size_t)(ith + 1) / (size_t)nt);
+#pragma omp barrier
         }
+        grp_run(f, &g, ith, nt);
     }
-    eng__fp8_linear_out(m, y, ldy, rows, l);   /* MEASURE (forward.c skips it here) */
-    return true;
+    return n_done;
 }
 
 void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
