@@ -117,8 +117,6 @@ typedef struct eng_lin_job {
 } eng_lin_job;
 int  eng__fp8_linears(eng_model *m, const float *x, size_t ldx, size_t rows,
                       const eng_lin_job *jobs, int n, bool *done);
-bool eng__fp8_linear(eng_model *m, float *y, size_t ldy, const float *x, size_t ldx,
-                     size_t rows, const eng_linear *l);
 void eng__fp8_linear_out(eng_model *m, const float *y, size_t ldy, size_t rows,
                          const eng_linear *l);
 /* Attention hooks for layer li: q [rows][qd], k, v [rows][kvd] after RoPE,
