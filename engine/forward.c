@@ -296,7 +296,7 @@ static void mlp(eng_model *m, const eng_layer *L, size_t rows)
 #pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
     if ((long)(rows * hd) >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++)
-        kn_silu_mul(s->hb + r * hd, s->hb2 + r * hd, hd);
+        m->ops->silu_mul(s->hb + r * hd, s->hb2 + r * hd, hd);
     par_linear(m, s->xb, d, s->hb, hd, rows, &L->down);
     add_rows(m, s->x, s->xb, rows * d);
 }

@@ -36,6 +36,10 @@ typedef struct kn_math_ops {
                           size_t p1, const float *bias);
     float (*dot)(const float *a, const float *b, size_t n);
     void  (*axpy)(float *y, float a, const float *x, size_t n);  /* y += a * x */
+    /* g = silu(g) * u = g / (1 + exp(-g)) * u (the SwiGLU gate); the
+     * reference is kn_silu_mul (libm expf), a variant's exp may differ
+     * from it by a few ulp (within 2^-20 relative of the exact value). */
+    void  (*silu_mul)(float *g, const float *u, size_t n);
 } kn_math_ops;
 
 int                kn_math_variant_count(void);        /* 0 = ref */

@@ -1,4 +1,5 @@
-/* kn_math_avx512.c: AVX-512 variant of the linear kernel (and dot/axpy).
+/* kn_math_avx512.c: AVX-512 variant of the linear kernel (and dot/axpy,
+ * silu_mul).
  * Register tiles of 4 input rows x 4 weight rows (16 accumulators) walk K
  * 16 lanes at a time; BF16 is widened by a 16-bit shift, F16 by vcvtph2ps,
  * both exact.  Tails of K use masked loads, so any shape works. */
@@ -186,4 +187,43 @@ static void avx_axpy(float *y, float a, const float *x, size_t n)
     }
 }
 
-const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_linear_packed, avx_dot, avx_axpy};
+/* exp(x), 16 lanes: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in
+ * two parts, the high one exact for |n| < 2^10), e^r by its Taylor series
+ * to degree 7 (truncation under 2^-27 relative), 2^n applied by vscalefps
+ * (which gives 0 and inf past the range without a branch).  Relative error
+ * about 2 ulp; x is clamped to [-104, 89] first (e^-104 underflows to 0,
+ * e^89 overflows), which also keeps n small. */
+AI __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* g / (1 + e^-g) * u; NaN in g stays NaN (the clamp drops it from the
+ * exp, the numerator keeps it), g = -inf gives NaN as in the reference. */
+static void avx_silu_mul(float *g, const float *u, size_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(mk, g + i), uv = _mm512_maskz_loadu_ps(mk, u + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(g + i, mk, _mm512_mul_ps(s, uv));
+    }
+}
+
+const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_linear_packed, avx_dot, avx_axpy,
+                                     avx_silu_mul};

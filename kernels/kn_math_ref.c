@@ -166,7 +166,8 @@ void kn_rope_half(float *x, const float *cos, const float *sin, size_t rot)
     }
 }
 
-static const kn_math_ops g_ref = {"ref", ref_linear, ref_linear_packed, ref_dot, ref_axpy};
+static const kn_math_ops g_ref = {"ref", ref_linear, ref_linear_packed, ref_dot, ref_axpy,
+                                  kn_silu_mul};
 
 #ifdef HAVE_KN_AVX512
 extern const kn_math_ops kn__math_avx512;

@@ -1,4 +1,5 @@
-/* check_kernels.c: the kernels/ suite: the FP8 codec.
+/* check_kernels.c: the kernels/ suite: the FP8 codec, and the
+ * elementwise math kernels of kn_math_ops (silu_mul) against double.
  * Every compiled-in variant against the reference bit for bit (random and
  * adversarial data, tail lengths), the committed vectors in
  * tests/data/fp8 through kn_init(<variant>) (the forced-variant path the
@@ -546,6 +547,51 @@ START_TEST(test_init_selection)
 }
 END_TEST
 
+/* silu_mul of every kn_math variant against the value in double:
+ * g / (1 + e^-g) * u within 2^-20 relative (libm's expf and a variant's
+ * polynomial exp are within a few ulp, 2^-23 each; the division and the
+ * product round once more), on random g across the range where the exp
+ * matters, tail lengths, and the special inputs: NaN stays NaN, +inf
+ * gives +inf * u, -inf gives NaN (-inf / inf) as in the reference, and
+ * large negative g a signed zero or a tiny value. */
+START_TEST(test_silu_mul_matches_double)
+{
+    const kn_math_ops *v = kn_math_variant(_i);
+    static float g[MAX_LEN], u[MAX_LEN], g0[MAX_LEN];
+    if (!kn_math_usable(v)) {
+        fprintf(stderr, "SKIP math %s silu_mul: not supported by this CPU\n", v->name);
+        return;
+    }
+    for (size_t li = 0; li < N_LENS; li++) {
+        size_t n = kLens[li];
+        for (size_t i = 0; i < n; i++) {
+            g0[i] = (float)((rnd32() / 4294967296.0 - 0.5) * 60.0);   /* [-30, 30) */
+            u[i] = (float)((rnd32() / 4294967296.0 - 0.5) * 4.0);
+        }
+        static const float special[] = {NAN, INFINITY, -INFINITY, -100.0f, -88.5f, 0.0f, -0.0f,
+                                        1e-30f, 89.0f, 200.0f};
+        for (size_t i = 0; i < n && i < sizeof(special) / sizeof(special[0]); i++)
+            g0[(i * 7) % n] = special[i];
+        memcpy(g, g0, n * sizeof(float));
+        v->silu_mul(g, u, n);
+        for (size_t i = 0; i < n; i++) {
+            double x = g0[i], want = x / (1.0 + exp(-x)) * u[i];
+            if (isnan(want) || isinf(want)) {
+                ck_assert_msg(isnan(want) ? isnan(g[i]) : g[i] == (float)want,
+                              "%s silu_mul(%g) * %g = %g, want %g", v->name, x, (double)u[i],
+                              (double)g[i], want);
+                continue;
+            }
+            /* below g = -88.7 e^-g overflows f32 and the value is a signed
+             * zero where double still has about 1e-38 * u: the 2^-115 */
+            ck_assert_msg(fabs(g[i] - want) <= 0x1p-20 * fabs(want) + 0x1p-115,
+                          "%s n=%zu silu_mul(%.9g) * %.9g = %.9g, want %.9g", v->name, n, x,
+                          (double)u[i], (double)g[i], want);
+        }
+    }
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -574,6 +620,10 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_hand_derived_decode_and_amax, 0, nv);
     tcase_add_loop_test(tc, test_round_trip_error_bound, 0, nv);
     tcase_add_test(tc, test_init_selection);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("math");
+    tcase_add_loop_test(tc, test_silu_mul_matches_double, 0, kn_math_variant_count());
     suite_add_tcase(s, tc);
     return s;
 }
