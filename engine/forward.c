@@ -207,9 +207,70 @@ static void cache_store(const eng_model *m, int layer, const eng_batch_item *ite
     }
 }
 
+/* Query rows per attention unit: a unit is one item's block of rows times
+ * one GQA group, so that each key block is transposed once for all of
+ * them (kn_math_ops.attention); at most KN_ATTN_MAX_Q (row, head) pairs. */
+#define ATT_ROWS 16
+
+/* Rows [r0, r0 + nq) of item it (its first row is rb), kv head g, through
+ * ops->attention: keys [lo, p + 1) of each row's position p. */
+static void attend_unit(const eng_model *m, int layer, const eng_layer *L, const eng_seq *sq,
+                        size_t r0, size_t nq, int g)
+{
+    const eng_model_config *c = &m->cfg;
+    const eng_scratch *s = &m->s;
+    size_t hs = (size_t)c->head_size, qd = (size_t)c->n_heads * hs;
+    size_t group = (size_t)(c->n_heads / c->n_kv_heads), kvd = sq->kv_dim;
+    size_t base = (size_t)layer * sq->n_ctx * kvd + (size_t)g * hs, lo[ATT_ROWS], hi[ATT_ROWS];
+
+    for (size_t i = 0; i < nq; i++) {
+        size_t p = (size_t)s->row_pos[r0 + i];
+        hi[i] = p + 1;
+        lo[i] = L->window > 0 && p + 1 > (size_t)L->window ? p + 1 - (size_t)L->window : 0;
+    }
+    m->ops->attention(s->att_out + r0 * qd + (size_t)g * group * hs, qd,
+                      s->q + r0 * qd + (size_t)g * group * hs, qd, nq, group, sq->k + base,
+                      sq->v + base, kvd, hs, lo, hi, 1.0f / sqrtf((float)hs));
+}
+
+/* The blocked attention when it applies: every item's cache in f32, no
+ * FP8 rounding of the keys (kq), head size and group within the kernel's
+ * bounds.  Units: per item, per kv head, blocks of rows; dynamic, as the
+ * causal work grows with the row. */
+static bool attention_blocked(const eng_model *m, int layer, const eng_layer *L,
+                              const eng_batch_item *items, size_t n_items, long macs, float kq)
+{
+    const eng_model_config *c = &m->cfg;
+    size_t group = (size_t)(c->n_heads / c->n_kv_heads), rb = KN_ATTN_MAX_Q / group;
+    long n_units = 0;
+
+    if (m->ops->attention == NULL || kq > 0.0f || (size_t)c->head_size > KN_ATTN_MAX_HS ||
+        group > KN_ATTN_MAX_Q)
+        return false;
+    rb = rb < ATT_ROWS ? rb : ATT_ROWS;
+    for (size_t i = 0; i < n_items; i++) {
+        if (items[i].seq->k8 != NULL)
+            return false;
+        n_units += (long)((items[i].n_tokens + rb - 1) / rb) * c->n_kv_heads;
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads_of(m)) \
+    if (macs >= PAR_MIN_WORK)
+    for (long u = 0; u < n_units; u++) {
+        size_t i = 0, r0 = 0, left = (size_t)u, per;
+        while (left >= (per = (items[i].n_tokens + rb - 1) / rb * (size_t)c->n_kv_heads)) {
+            left -= per;
+            r0 += items[i++].n_tokens;
+        }
+        size_t blk = left / (size_t)c->n_kv_heads, g = left % (size_t)c->n_kv_heads;
+        size_t nq = items[i].n_tokens - blk * rb < rb ? items[i].n_tokens - blk * rb : rb;
+        attend_unit(m, layer, L, items[i].seq, r0 + blk * rb, nq, (int)g);
+    }
+    return true;
+}
+
 /* Causal (optionally sliding-window) GQA attention for every (row, head). */
 static void attention(const eng_model *m, int layer, const eng_layer *L,
-                      const eng_batch_item *items, size_t rows)
+                      const eng_batch_item *items, size_t n_items, size_t rows)
 {
     const eng_model_config *c = &m->cfg;
     const eng_scratch *s = &m->s;
@@ -225,6 +286,9 @@ static void attention(const eng_model *m, int layer, const eng_layer *L,
     float kq = f8 != NULL && f8->mode == QT_MODE_QUANTIZE ? f8->qk_scale[2 * layer + 1] : 0.0f;
     kn_fp8_format kq_fmt = f8 != NULL ? f8->fmt : KN_FP8_E4M3;
 
+    if (attention_blocked(m, layer, L, items, n_items, macs, kq))
+        return;
+    /* per (row, head): the FP8 KV cache or FP8 keys of q.k^T */
 #pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_of(m)) \
     if (macs >= PAR_MIN_WORK)
     for (long wi = 0; wi < n_work; wi++) {
@@ -317,7 +381,7 @@ static void layer_forward(eng_model *m, int li, const eng_batch_item *items, siz
     if (m->fp8 != NULL)
         eng__fp8_attn(m, li, s->q, s->k, s->v, rows);
     cache_store(m, li, items, n_items);
-    attention(m, li, L, items, rows);
+    attention(m, li, L, items, n_items, rows);
     par_linear(m, s->xb, d, s->att_out, qd, rows, &L->o);
     add_rows(m, s->x, s->xb, rows * d);
     mlp(m, L, rows);

@@ -40,7 +40,22 @@ typedef struct kn_math_ops {
      * reference is kn_silu_mul (libm expf), a variant's exp may differ
      * from it by a few ulp (within 2^-20 relative of the exact value). */
     void  (*silu_mul)(float *g, const float *u, size_t n);
+    /* Softmax attention of nq query rows x nh heads that share one key/value
+     * head (a GQA group): for row i, head h, with q_ih = q[i*ldq + h*hs ..]
+     * (hs values) and keys t in [lo[i], hi[i]) (hi > lo),
+     *   out[i*ldo + h*hs + d] = sum_t softmax_t(scale * q_ih . k_t) * v_t[d],
+     * k_t = k[t*ldkv ..], v_t = v[t*ldkv ..].  hs <= KN_ATTN_MAX_HS and
+     * nq * nh <= KN_ATTN_MAX_Q (broken invariants otherwise: KN_ASSERT).
+     * The reference takes the maximum first (two passes over the keys);
+     * a variant may run an online softmax over blocks of keys (the running
+     * maximum rescales the partial sums), equal up to f32 rounding. */
+    void  (*attention)(float *out, size_t ldo, const float *q, size_t ldq, size_t nq,
+                       size_t nh, const float *k, const float *v, size_t ldkv, size_t hs,
+                       const size_t *lo, const size_t *hi, float scale);
 } kn_math_ops;
+
+#define KN_ATTN_MAX_HS 256
+#define KN_ATTN_MAX_Q  64
 
 int                kn_math_variant_count(void);        /* 0 = ref */
 const kn_math_ops *kn_math_variant(int i);

@@ -1,11 +1,14 @@
 /* kn_math_avx512.c: AVX-512 variant of the linear kernel (and dot/axpy,
- * silu_mul).
+ * silu_mul, attention).
  * Register tiles of 4 input rows x 4 weight rows (16 accumulators) walk K
  * 16 lanes at a time; BF16 is widened by a 16-bit shift, F16 by vcvtph2ps,
  * both exact.  Tails of K use masked loads, so any shape works. */
 #include "config.h"
 
 #include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -187,6 +190,12 @@ static void avx_axpy(float *y, float a, const float *x, size_t n)
     }
 }
 
+/* Lanes of a 16-float vector at offset c of n values (0 past the end). */
+AI __mmask16 tail16(size_t n, size_t c)
+{
+    return c >= n ? 0 : n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+}
+
 /* exp(x), 16 lanes: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in
  * two parts, the high one exact for |n| < 2^10), e^r by its Taylor series
  * to degree 7 (truncation under 2^-27 relative), 2^n applied by vscalefps
@@ -217,7 +226,7 @@ static void avx_silu_mul(float *g, const float *u, size_t n)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {
-        __mmask16 mk = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 mk = tail16(n, i);
         __m512 gv = _mm512_maskz_loadu_ps(mk, g + i), uv = _mm512_maskz_loadu_ps(mk, u + i);
         __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
         __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
@@ -225,5 +234,108 @@ static void avx_silu_mul(float *g, const float *u, size_t n)
     }
 }
 
+/* Running state of one (row, head) of avx_attention. */
+typedef struct att_run {
+    float m, l;   /* largest score so far, sum of exp(score - m) */
+} att_run;
+
+/* One (row, head) against the 16 keys whose transpose is kt ([hs][16]):
+ * scores in one vector (no horizontal sums but the max and the sum), the
+ * running sums rescaled by exp(m_old - m_new), then 16 value rows added. */
+AI void att_block(float *o, const float *qv, const float *kt, const float *vb, size_t ldkv,
+                  size_t hs, __mmask16 valid, float scale, att_run *st)
+{
+    /* four independent FMA chains: one would wait 4 cycles per d */
+    __m512 s4[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                    _mm512_setzero_ps()};
+    float p[16];
+    size_t d = 0;
+    for (; d + 4 <= hs; d += 4)
+        for (int e = 0; e < 4; e++)
+            s4[e] = _mm512_fmadd_ps(_mm512_set1_ps(qv[d + e]), _mm512_load_ps(kt + (d + e) * 16),
+                                    s4[e]);
+    for (; d < hs; d++)
+        s4[0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[d]), _mm512_load_ps(kt + d * 16), s4[0]);
+    __m512 sv = _mm512_add_ps(_mm512_add_ps(s4[0], s4[1]), _mm512_add_ps(s4[2], s4[3]));
+    sv = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid,
+                            _mm512_mul_ps(sv, _mm512_set1_ps(scale)));
+    float mnew = _mm512_reduce_max_ps(sv);
+    mnew = mnew > st->m ? mnew : st->m;
+    float corr = expf(st->m - mnew);   /* 0 for the first block (m = -inf) */
+    __m512 pv = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(sv, _mm512_set1_ps(mnew))));
+    st->l = st->l * corr + _mm512_reduce_add_ps(pv);
+    st->m = mnew;
+    _mm512_storeu_ps(p, pv);
+    const __m512 cv = _mm512_set1_ps(corr);
+    /* 64 output values (4 vectors, 4 independent chains) per pass */
+    for (size_t c0 = 0; c0 < hs; c0 += 64) {
+        __m512 acc[4];
+        __mmask16 mk[4];
+        for (int e = 0; e < 4; e++) {
+            size_t c = c0 + 16 * (size_t)e;
+            mk[e] = tail16(hs, c);
+            acc[e] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[e], o + c), cv);
+        }
+        for (int j = 0; j < 16; j++) {
+            if (!(valid & (1u << j)))
+                continue;
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            for (int e = 0; e < 4; e++)
+                acc[e] = _mm512_fmadd_ps(
+                    pj, _mm512_maskz_loadu_ps(mk[e], vb + (size_t)j * ldkv + c0 + 16 * e), acc[e]);
+        }
+        for (int e = 0; e < 4; e++)
+            _mm512_mask_storeu_ps(o + c0 + 16 * (size_t)e, mk[e], acc[e]);
+    }
+}
+
+/* Blocks of 16 keys, each transposed once into kt and used by every
+ * (row, head) of the call (one GQA group, a few rows): an online softmax
+ * (flash-attention style) whose state is the output rows themselves plus
+ * (m, l) per (row, head); out is divided by l at the end. */
+static void avx_attention(float *out, size_t ldo, const float *q, size_t ldq, size_t nq,
+                          size_t nh, const float *k, const float *v, size_t ldkv, size_t hs,
+                          const size_t *lo, const size_t *hi, float scale)
+{
+    float kt[KN_ATTN_MAX_HS * 16] __attribute__((aligned(64)));
+    att_run st[KN_ATTN_MAX_Q];
+    size_t tmin = SIZE_MAX, tmax = 0;
+
+    KN_ASSERT(hs <= KN_ATTN_MAX_HS && nq * nh <= KN_ATTN_MAX_Q);
+    for (size_t i = 0; i < nq; i++) {
+        KN_ASSERT(hi[i] > lo[i]);
+        tmin = lo[i] < tmin ? lo[i] : tmin;
+        tmax = hi[i] > tmax ? hi[i] : tmax;
+        for (size_t h = 0; h < nh; h++) {
+            st[i * nh + h] = (att_run){-INFINITY, 0.0f};
+            memset(out + i * ldo + h * hs, 0, hs * sizeof(float));
+        }
+    }
+    for (size_t t = tmin; t < tmax; t += 16) {
+        size_t nk = tmax - t < 16 ? tmax - t : 16;
+        for (size_t d = 0; d < hs; d++)
+            for (size_t j = 0; j < 16; j++)
+                kt[d * 16 + j] = j < nk ? k[(t + j) * ldkv + d] : 0.0f;
+        for (size_t i = 0; i < nq; i++) {
+            if (t >= hi[i] || t + 16 <= lo[i])
+                continue;
+            /* lanes j with lo <= t + j < hi */
+            size_t a = lo[i] > t ? lo[i] - t : 0, b = hi[i] - t < 16 ? hi[i] - t : 16;
+            __mmask16 valid = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+            for (size_t h = 0; h < nh; h++)
+                att_block(out + i * ldo + h * hs, q + i * ldq + h * hs, kt, v + t * ldkv, ldkv,
+                          hs, valid, scale, &st[i * nh + h]);
+        }
+    }
+    for (size_t i = 0; i < nq; i++)
+        for (size_t h = 0; h < nh; h++) {
+            float *o = out + i * ldo + h * hs;
+            const __m512 inv = _mm512_set1_ps(1.0f / st[i * nh + h].l);
+            for (size_t c = 0; c < hs; c += 16)
+                _mm512_mask_storeu_ps(o + c, tail16(hs, c),
+                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(tail16(hs, c), o + c), inv));
+        }
+}
+
 const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_linear_packed, avx_dot, avx_axpy,
-                                     avx_silu_mul};
+                                     avx_silu_mul, avx_attention};

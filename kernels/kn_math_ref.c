@@ -166,8 +166,35 @@ void kn_rope_half(float *x, const float *cos, const float *sin, size_t rot)
     }
 }
 
+/* Two passes per (row, head): the largest score, then the exponentials
+ * summed and the values accumulated, divided by the sum at the end. */
+static void ref_attention(float *out, size_t ldo, const float *q, size_t ldq, size_t nq,
+                          size_t nh, const float *k, const float *v, size_t ldkv, size_t hs,
+                          const size_t *lo, const size_t *hi, float scale)
+{
+    KN_ASSERT(hs <= KN_ATTN_MAX_HS && nq * nh <= KN_ATTN_MAX_Q);
+    for (size_t i = 0; i < nq; i++)
+        for (size_t h = 0; h < nh; h++) {
+            const float *qv = q + i * ldq + h * hs;
+            float *o = out + i * ldo + h * hs, mx = -INFINITY, sum = 0.0f;
+            KN_ASSERT(hi[i] > lo[i]);
+            for (size_t t = lo[i]; t < hi[i]; t++) {
+                float sc = scale * ref_dot(qv, k + t * ldkv, hs);
+                mx = sc > mx ? sc : mx;
+            }
+            memset(o, 0, hs * sizeof(float));
+            for (size_t t = lo[i]; t < hi[i]; t++) {
+                float e = expf(scale * ref_dot(qv, k + t * ldkv, hs) - mx);
+                sum += e;
+                ref_axpy(o, e, v + t * ldkv, hs);
+            }
+            for (size_t d = 0; d < hs; d++)
+                o[d] /= sum;
+        }
+}
+
 static const kn_math_ops g_ref = {"ref", ref_linear, ref_linear_packed, ref_dot, ref_axpy,
-                                  kn_silu_mul};
+                                  kn_silu_mul, ref_attention};
 
 #ifdef HAVE_KN_AVX512
 extern const kn_math_ops kn__math_avx512;

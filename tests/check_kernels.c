@@ -1,5 +1,5 @@
 /* check_kernels.c: the kernels/ suite: the FP8 codec, and the
- * elementwise math kernels of kn_math_ops (silu_mul) against double.
+ * math kernels of kn_math_ops (silu_mul, attention) against double.
  * Every compiled-in variant against the reference bit for bit (random and
  * adversarial data, tail lengths), the committed vectors in
  * tests/data/fp8 through kn_init(<variant>) (the forced-variant path the
@@ -592,6 +592,89 @@ START_TEST(test_silu_mul_matches_double)
 }
 END_TEST
 
+/* attention of every kn_math variant against softmax attention computed
+ * here in double.  Shapes: head sizes around the 16-lane vector (1, 17,
+ * 64, 80), GQA groups of 1 to 8 heads, 1 to 8 rows; row i attends to
+ * keys [lo_i, hi_i): causal (hi grows with the row, key counts not a
+ * multiple of 16) with or without a sliding window.  Tolerance: the
+ * output is a convex combination of the values, so an error e in the
+ * scores moves it by about e * max|v|; f32 dot products of hs terms give
+ * e <= (hs + 16) u S (S = scale * sum |q k|, u = 2^-24; the 16 covers
+ * exp and the rescaling of an online softmax), doubled for the order of
+ * the sums.  A wrong key, mask or scale moves it by ~0.1. */
+START_TEST(test_attention_matches_double)
+{
+    static const size_t kHs[] = {1, 17, 64, 80}, kNh[] = {1, 4, 8}, kNq[] = {1, 3, 8};
+    const kn_math_ops *v = kn_math_variant(_i);
+    if (!kn_math_usable(v)) {
+        fprintf(stderr, "SKIP math %s attention: not supported by this CPU\n", v->name);
+        return;
+    }
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (size_t c = 0; c < 3; c++)
+                for (int win = 0; win < 2; win++) {
+                    size_t hs = kHs[a], nh = kNh[b], nq = kNq[c], ldkv = hs * 2 + 3;
+                    size_t ldq = nh * hs + 5, ldo = nh * hs + 7, n_keys = 37 + 11 * a + nq;
+                    size_t lo[8], hi[8];
+                    float *q = malloc(nq * ldq * sizeof(float));
+                    float *o = malloc(nq * ldo * sizeof(float));
+                    float *k = malloc(n_keys * ldkv * sizeof(float));
+                    float *vv = malloc(n_keys * ldkv * sizeof(float));
+                    float scale = 1.0f / sqrtf((float)hs);
+                    ck_assert(q && o && k && vv);
+                    for (size_t i = 0; i < nq * ldq; i++)
+                        q[i] = (float)(rnd32() / 2147483648.0 - 1.0) * 2.0f;
+                    for (size_t i = 0; i < n_keys * ldkv; i++) {
+                        k[i] = (float)(rnd32() / 2147483648.0 - 1.0) * 2.0f;
+                        vv[i] = (float)(rnd32() / 2147483648.0 - 1.0);
+                    }
+                    for (size_t i = 0; i < nq; i++) {
+                        hi[i] = n_keys - nq + i + 1;   /* causal: row i sees one more key */
+                        lo[i] = win ? hi[i] - (hi[i] > 19 ? 19 : hi[i]) : 0;
+                    }
+                    for (size_t i = 0; i < nq * ldo; i++)
+                        o[i] = -7.0f;   /* sentinel: the gaps between rows stay */
+                    v->attention(o, ldo, q, ldq, nq, nh, k, vv, ldkv, hs, lo, hi, scale);
+                    for (size_t i = 0; i < nq; i++)
+                        for (size_t h = 0; h < nh; h++) {
+                            const float *qv = q + i * ldq + h * hs;
+                            double mx = -INFINITY, sum = 0.0, smax = 0.0, want[80] = {0};
+                            for (size_t t = lo[i]; t < hi[i]; t++) {
+                                double sc = 0.0, sa = 0.0;
+                                for (size_t d = 0; d < hs; d++) {
+                                    sc += (double)qv[d] * k[t * ldkv + d];
+                                    sa += fabs((double)qv[d] * k[t * ldkv + d]);
+                                }
+                                mx = fmax(mx, sc * scale);
+                                smax = fmax(smax, sa * scale);
+                            }
+                            for (size_t t = lo[i]; t < hi[i]; t++) {
+                                double sc = 0.0;
+                                for (size_t d = 0; d < hs; d++)
+                                    sc += (double)qv[d] * k[t * ldkv + d];
+                                double e = exp(sc * scale - mx);
+                                sum += e;
+                                for (size_t d = 0; d < hs; d++)
+                                    want[d] += e * vv[t * ldkv + d];
+                            }
+                            double tol = 2.0 * (double)(hs + 16) * 0x1p-24 * (1.0 + smax);
+                            for (size_t d = 0; d < hs; d++) {
+                                double got = o[i * ldo + h * hs + d], w = want[d] / sum;
+                                ck_assert_msg(fabs(got - w) <= tol,
+                                              "%s attention hs=%zu nh=%zu nq=%zu win=%d: "
+                                              "out[%zu][%zu][%zu] = %.9g, double %.9g, tol %.3g",
+                                              v->name, hs, nh, nq, win, i, h, d, got, w, tol);
+                            }
+                        }
+                    for (size_t i = 0; i < nq; i++)
+                        for (size_t e = nh * hs; e < ldo; e++)
+                            ck_assert_float_eq(o[i * ldo + e], -7.0f);
+                    free(q), free(o), free(k), free(vv);
+                }
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -624,6 +707,7 @@ static Suite *kernels_suite(void)
 
     tc = tcase_create("math");
     tcase_add_loop_test(tc, test_silu_mul_matches_double, 0, kn_math_variant_count());
+    tcase_add_loop_test(tc, test_attention_matches_double, 0, kn_math_variant_count());
     suite_add_tcase(s, tc);
     return s;
 }
