@@ -6,6 +6,7 @@
 
 check "daemon starts and logs its port" start_daemon "$work/log" --max-body-bytes 1000
 [ -n "$port" ] || { cat "$work/log"; finish; }
+check "model loaded (/readyz 200)" wait_ready
 
 r=$(http GET /health)
 check "GET /health 200 {\"status\":\"ok\"}" [ "$r" = '200 {"status":"ok"}' ]

@@ -83,6 +83,19 @@ start_daemon() {
     [ -n "$port" ]
 }
 
+# wait_ready [TENTHS]: polls /readyz until the model is loaded (default
+# 30 s: "listening on" comes before the load ends, and a sanitizer build
+# on a busy machine loads slowly).  Fails when it never gets ready.
+wait_ready() {
+    n=${1:-300}
+    while [ "$n" -gt 0 ]; do
+        [ "$(http GET /readyz)" = '200 {"status":"ready"}' ] && return 0
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
+
 # http METHOD PATH [curl args...]: prints "STATUS BODY" on one line.
 http() {
     m=$1; p=$2; shift 2

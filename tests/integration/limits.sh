@@ -12,10 +12,7 @@ command -v python3 >/dev/null 2>&1 || skip "python3 not found"
 check "daemon starts" start_daemon "$work/log" --threads 1 --max-batch 1 --max-queued-requests 4
 [ -n "$port" ] || { cat "$work/log"; finish; }
 url="http://127.0.0.1:$port"
-n=50
-while [ "$n" -gt 0 ] && [ "$(http GET /readyz)" != '200 {"status":"ready"}' ]; do
-    sleep 0.1; n=$((n - 1))
-done
+wait_ready || true   # checked by the requests below
 # metric NAME: the value of an unlabelled-but-model_name series.
 metric() {
     curl -s -m 5 "$url/metrics" | sed -n "s/^$1{[^}]*} //p" | head -n1
@@ -102,10 +99,7 @@ check "SIGTERM: exit 0" [ "$exit_code" = 0 ]
 # ---- SIGTERM past shutdown_timeout: the engine stops, waiting calls end -----
 check "daemon starts (shutdown_timeout 0)" start_daemon "$work/log2" --threads 1 --max-batch 1 --shutdown-timeout 0
 url="http://127.0.0.1:$port"
-n=50
-while [ "$n" -gt 0 ] && [ "$(http GET /readyz)" != '200 {"status":"ready"}' ]; do
-    sleep 0.1; n=$((n - 1))
-done
+wait_ready || true   # checked by the requests below
 curl -s -m 20 -o "$work/cut.json" -w '%{http_code}' -d "$long" "$url/v1/completions" > "$work/cut.code" &
 c_pid=$!
 n=300

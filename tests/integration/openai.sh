@@ -12,11 +12,7 @@ command -v python3 >/dev/null 2>&1 || skip "python3 not found"
 
 check "daemon starts" start_daemon "$work/log" --threads 1 --max-batch 8
 [ -n "$port" ] || { cat "$work/log"; finish; }
-n=50
-while [ "$n" -gt 0 ] && [ "$(http GET /readyz)" != '200 {"status":"ready"}' ]; do
-    sleep 0.1; n=$((n - 1))
-done
-check "ready after loading" [ "$(http GET /readyz)" = '200 {"status":"ready"}' ]
+check "ready after loading" wait_ready
 
 url="http://127.0.0.1:$port"
 # post PATH JSON [curl args]: body to $work/out, status printed.
