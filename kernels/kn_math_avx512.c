@@ -251,6 +251,7 @@ AI void att_block(float *o, const float *qv, const float *kt, const float *vb, s
     float p[16];
     size_t d = 0;
     for (; d + 4 <= hs; d += 4)
+#pragma GCC unroll 4
         for (int e = 0; e < 4; e++)
             s4[e] = _mm512_fmadd_ps(_mm512_set1_ps(qv[d + e]), _mm512_load_ps(kt + (d + e) * 16),
                                     s4[e]);
@@ -271,6 +272,8 @@ AI void att_block(float *o, const float *qv, const float *kt, const float *vb, s
     for (size_t c0 = 0; c0 < hs; c0 += 64) {
         __m512 acc[4];
         __mmask16 mk[4];
+        /* unrolled, so that acc[] stays in registers */
+#pragma GCC unroll 4
         for (int e = 0; e < 4; e++) {
             size_t c = c0 + 16 * (size_t)e;
             mk[e] = tail16(hs, c);
@@ -280,10 +283,12 @@ AI void att_block(float *o, const float *qv, const float *kt, const float *vb, s
             if (!(valid & (1u << j)))
                 continue;
             const __m512 pj = _mm512_set1_ps(p[j]);
+#pragma GCC unroll 4
             for (int e = 0; e < 4; e++)
                 acc[e] = _mm512_fmadd_ps(
                     pj, _mm512_maskz_loadu_ps(mk[e], vb + (size_t)j * ldkv + c0 + 16 * e), acc[e]);
         }
+#pragma GCC unroll 4
         for (int e = 0; e < 4; e++)
             _mm512_mask_storeu_ps(o + c0 + 16 * (size_t)e, mk[e], acc[e]);
     }
