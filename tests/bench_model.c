@@ -72,6 +72,9 @@
  *   FP8D_BENCH_SKIP_F32=1  no f32 mode (the F32 Llama-1B is ~5 GB on disk
  *                       and ~10 GB resident: file map + packed copy)
  *   FP8D_BENCH_W8A8     dynamic (default) or static
+ *   FP8D_BENCH_BF16_ACT=1  mode fp8 (weight-only) rounds its activations to
+ *                       bf16 (eng_fp8_opts.bf16_act: the vdpbf16ps kernels;
+ *                       default: the exact f32 product)
  *   FP8D_BENCH_FP8      export (default: convert once to an FP8 directory,
  *                       measure it loaded fresh) or live (convert in the
  *                       measured process: its memory holds the BF16 model)
@@ -108,7 +111,7 @@
 static struct {
     int shapes[8], modes[BM_N_MODES];
     int threads[MAX_THREADS], n_threads;
-    int reps, steps, w8a8_static, live;
+    int reps, steps, w8a8_static, live, bf16_act;
     size_t bw_mb;
     const char *keep;
 } g_opt;
@@ -160,6 +163,8 @@ static void parse_opts(void)
     g_opt.steps = env_int("FP8D_BENCH_STEPS", smoke ? 4 : 32);
     g_opt.bw_mb = (size_t)env_int("FP8D_BENCH_MB", smoke ? 256 : 1024);
     g_opt.w8a8_static = w != NULL && strcmp(w, "static") == 0;
+    g_opt.bf16_act = getenv("FP8D_BENCH_BF16_ACT") != NULL &&
+                     strcmp(getenv("FP8D_BENCH_BF16_ACT"), "1") == 0;
     g_opt.live = f != NULL && strcmp(f, "live") == 0;
     g_opt.keep = getenv("FP8D_BENCH_KEEP");
 }
@@ -178,6 +183,7 @@ static eng_fp8_opts fp8_opts_of(int mode)
     o.wscale = ENG_FP8_W_MINMAX_CHANNEL;
     o.act = mode == BM_FP8 ? ENG_FP8_ACT_NONE
           : g_opt.w8a8_static ? ENG_FP8_ACT_STATIC : ENG_FP8_ACT_DYNAMIC;
+    o.bf16_act = mode == BM_FP8 && g_opt.bf16_act;
     return o;
 }
 
@@ -848,9 +854,11 @@ int main(void)
     printf("bench_model: models in %s%s; threads", g_tmp, g_opt.keep ? " (kept)" : "");
     for (int i = 0; i < g_opt.n_threads; i++)
         printf(" %d", g_opt.threads[i]);
-    printf("; %d reps x %d decode steps; fp8 %s; w8a8 activations %s; f32 %s\n", g_opt.reps,
+    printf("; %d reps x %d decode steps; fp8 %s; fp8 weight-only activations %s; w8a8 "
+           "activations %s; f32 %s\n", g_opt.reps,
            g_opt.steps, g_opt.live ? "converted live in the measured process"
                                    : "exported once, loaded fresh",
+           g_opt.bf16_act ? "bf16" : "f32 (exact)",
            g_opt.w8a8_static ? "static (calibrated)" : "dynamic (per token)",
            g_opt.modes[BM_F32] ? "on" : "off");
 
