@@ -437,13 +437,22 @@ static void widen_panels(uint32_t *wb, const kn_fp8w *w, size_t p, int np, const
         }
 }
 
+/* Activations in the tiled layout the tiles broadcast from: rows in
+ * groups of XT, and inside a group k pair by k pair, the XT rows' bf16
+ * pairs side by side (dword (t * kk_n + kk) * XT + i is row t * XT + i, k
+ * pair kk).  A tile then reaches all its rows from one pointer with
+ * constant offsets; with rows kp apart it needed a register per row, and
+ * gcc parked three of the twelve in vector registers (a vmovq each per k
+ * pair) and the loop bound on the stack. */
+#define XT 12
+
 typedef struct pargs {
     float         *y;
     size_t         ldy;
     const float   *xs;      /* W8A8 */
     const kn_fp8w *w;
     const float   *bias;
-    const uint16_t *xb;     /* [MBLOCK][kp] bf16 activations */
+    const uint32_t *xb;     /* bf16 activation pairs, tiled (see XT) */
     const uint32_t *wb;     /* [kp / 2][16 * np] bf16 pairs */
     size_t         kp;      /* k padded to whole chunks */
 } pargs;
@@ -458,14 +467,14 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
               size_t mx, size_t m, size_t n_valid_m, size_t p, size_t kk0, size_t kk1,
               bool first, bool last, const char *pf, size_t pf_n)
 {
-    /* pf_n lines of the next panel pair, one every pf_every k pairs */
-    const size_t pf_every = pf_n == 0                 ? ~(size_t)0
+    /* pf_n lines of the next panel pair, one per pf_every k pairs */
+    const size_t pf_every = pf_n == 0                 ? kk1 - kk0
                             : (kk1 - kk0) / pf_n > 0 ? (kk1 - kk0) / pf_n
                                                      : 1;
-    size_t pf_cnt = pf_every;
     const kn_fp8w *w = a->w;
     const size_t stride = 16 * (size_t)NV;
-    const uint16_t *xb = a->xb + mx * a->kp;
+    /* row mx + i, k pair kk at xt[kk * XT + i]: one pointer, constant offsets */
+    const uint32_t *xt = a->xb + (mx / XT) * (a->kp / 2) * XT + mx % XT;
     __m512 acc[12][2], bacc[12][2];
     __mmask16 mk[2];
 
@@ -486,28 +495,26 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
     const size_t kk_blk = BLK ? KN_FP8W_BLOCK / 2 : kk1 - kk0;
     for (size_t kb0 = kk0; kb0 < kk1; kb0 += kk_blk) {
         size_t kb1 = kb0 + kk_blk < kk1 ? kb0 + kk_blk : kk1;
-        for (size_t kk = kb0; kk < kb1; kk++) {
-            __m512i wv[2];
-            if (--pf_cnt == 0) {
-                pf_cnt = pf_every;
-                if (pf_n) {
-                    _mm_prefetch(pf, _MM_HINT_T1);
-                    pf += 64;
-                    pf_n--;
-                }
+        for (size_t kg = kb0; kg < kb1; kg += pf_every) {
+            size_t kg1 = kg + pf_every < kb1 ? kg + pf_every : kb1;
+            if (pf_n) {
+                _mm_prefetch(pf, _MM_HINT_T1);
+                pf += 64;
+                pf_n--;
             }
+            for (size_t kk = kg; kk < kg1; kk++) {
+                __m512i wv[2];
 #pragma GCC unroll 16
-            for (int v = 0; v < NV; v++)
-                wv[v] = _mm512_load_si512(a->wb + kk * stride + 16 * (size_t)v);
+                for (int v = 0; v < NV; v++)
+                    wv[v] = _mm512_load_si512(a->wb + kk * stride + 16 * (size_t)v);
 #pragma GCC unroll 16
-            for (int i = 0; i < MR; i++) {
-                int32_t pair;
-                memcpy(&pair, xb + (size_t)i * a->kp + 2 * kk, sizeof(pair));
-                __m512i xv = _mm512_set1_epi32(pair);
+                for (int i = 0; i < MR; i++) {
+                    __m512i xv = _mm512_set1_epi32((int)xt[kk * XT + (size_t)i]);
 #pragma GCC unroll 16
-                for (int v = 0; v < NV; v++) {
-                    __m512 *d = BLK ? &bacc[i][v] : &acc[i][v];
-                    *d = dp(*d, wv[v], xv);
+                    for (int v = 0; v < NV; v++) {
+                        __m512 *d = BLK ? &bacc[i][v] : &acc[i][v];
+                        *d = dp(*d, wv[v], xv);
+                    }
                 }
             }
         }
@@ -546,35 +553,58 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
     }
 }
 
-/* Activation rows [m0, m0 + mb) to bf16 in xb (zero past K, and rows up
- * to 'rows' zeroed so whole tiles can run). */
-static void convert_f32(uint16_t *xb, size_t kp, const float *x, size_t ldx, size_t K,
+
+/* Rows v[0..XT) (16 k pairs each; v[XT..16) are zero) to the tiled
+ * layout at dst = the group's k pair kk0. */
+AI void store_tiled(uint32_t *dst, __m512i v[16])
+{
+    __m512i o[16];
+    tr16(v, o);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        _mm512_mask_storeu_epi32(dst + (size_t)j * XT, (__mmask16)((1u << XT) - 1), o[j]);
+}
+
+/* Activation rows [0, mb) of x to bf16 in the tiled layout xb (zero past
+ * K, and rows up to 'rows', a multiple of XT, zeroed so whole tiles can
+ * run). */
+static void convert_f32(uint32_t *xb, size_t kp, const float *x, size_t ldx, size_t K,
                         size_t mb, size_t rows)
 {
-    for (size_t i = 0; i < rows; i++)
+    const size_t kk_n = kp / 2;
+    for (size_t t = 0; t < rows; t += XT)
         for (size_t k = 0; k < kp; k += 32) {
-            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
-            if (i < mb) {
-                a = _mm512_maskz_loadu_ps(mask16(K, k), x + i * ldx + k);
-                b = _mm512_maskz_loadu_ps(mask16(K, k + 16), x + i * ldx + k + 16);
+            __m512i v[16];
+            for (int i = 0; i < 16; i++) {
+                __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+                if (i < XT && t + (size_t)i < mb) {
+                    const float *r = x + (t + (size_t)i) * ldx;
+                    a = _mm512_maskz_loadu_ps(mask16(K, k), r + k);
+                    b = _mm512_maskz_loadu_ps(mask16(K, k + 16), r + k + 16);
+                }
+                v[i] = (__m512i)_mm512_cvtne2ps_pbh(b, a);
             }
-            _mm512_store_si512(xb + i * kp + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+            store_tiled(xb + (t / XT * kk_n + k / 2) * XT, v);
         }
 }
 
-static void convert_fp8(uint16_t *xb, size_t kp, const uint8_t *xq, size_t ldq, size_t K,
-                        size_t mb, size_t rows, const tabs *t, __m512i perm)
+static void convert_fp8(uint32_t *xb, size_t kp, const uint8_t *xq, size_t ldq, size_t K,
+                        size_t mb, size_t rows, const tabs *tb, __m512i perm)
 {
-    for (size_t i = 0; i < rows; i++)
+    const size_t kk_n = kp / 2;
+    for (size_t t = 0; t < rows; t += XT)
         for (size_t k = 0; k < kp; k += 64) {
-            __mmask64 mk = i >= mb      ? 0
-                           : K - k >= 64 ? ~(__mmask64)0
-                                         : (((__mmask64)1 << (K - k)) - 1);
-            __m512i w0, w1;
-            __m512i q = _mm512_maskz_loadu_epi8(mk, xq + i * ldq + k);
-            widen(_mm512_permutexvar_epi8(perm, q), t, &w0, &w1);
-            _mm512_store_si512(xb + i * kp + k, w0);
-            _mm512_store_si512(xb + i * kp + k + 32, w1);
+            __m512i v0[16], v1[16];
+            for (int i = 0; i < 16; i++) {
+                size_t r = t + (size_t)i;
+                __mmask64 mk = i >= XT || r >= mb ? 0
+                               : K - k >= 64      ? ~(__mmask64)0
+                                                  : (((__mmask64)1 << (K - k)) - 1);
+                __m512i q = _mm512_maskz_loadu_epi8(mk, xq + r * ldq + k);
+                widen(_mm512_permutexvar_epi8(perm, q), tb, &v0[i], &v1[i]);
+            }
+            store_tiled(xb + (t / XT * kk_n + k / 2) * XT, v0);
+            store_tiled(xb + (t / XT * kk_n + k / 2 + 16) * XT, v1);
         }
 }
 
@@ -637,8 +667,8 @@ AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx
                   const kn_fp8w *w, size_t p0, size_t p1, const float *bias, void *scratch)
 {
     const size_t kp = w->k_chunks * KN_FP8W_KCHUNK;
-    uint16_t *xb = scratch;
-    uint32_t *wb = (uint32_t *)(xb + KN_FP8MM_MBLOCK * kp);
+    uint32_t *xb = scratch;
+    uint32_t *wb = xb + KN_FP8MM_MBLOCK * kp / 2;
     pargs a = {y, ldy, xs, w, bias, xb, wb, kp};
     tabs wt, xt;
     uint8_t perm[64];
@@ -653,7 +683,7 @@ AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx
     }
     for (size_t m0 = 0; m0 < M; m0 += KN_FP8MM_MBLOCK) {
         size_t mb = M - m0 < KN_FP8MM_MBLOCK ? M - m0 : KN_FP8MM_MBLOCK;
-        size_t rows = (mb + 11) / 12 * 12;   /* whole tiles of 12 (and 6) */
+        size_t rows = (mb + XT - 1) / XT * XT;   /* whole tiles of 12 (and 6) */
         if (W8)
             convert_fp8(xb, kp, xq + m0 * ldq, ldq, w->K, mb, rows, &xt,
                         _mm512_loadu_si512(perm));

@@ -18,10 +18,11 @@
 
 /* (N, K) pairs: every size of {1, 3, 17, 63, 64, 65, 127, 128, 129, 300}
  * appears as N and as K, around the 16-row panel, the 64-byte chunk and
- * the 128 block. */
+ * the 128 block; K = 2200 passes the prefill kernels' k blocking (2048 k
+ * per pass in the AVX-512 variant: partial sums through y). */
 static const size_t kShapes[][2] = {
-    {1, 1},     {3, 17},   {17, 3},    {63, 64},   {64, 65},   {65, 63},  {127, 128},
-    {128, 127}, {129, 300}, {300, 129}, {1, 300},  {300, 1},   {128, 129}, {17, 64},
+    {1, 1},     {3, 17},    {17, 3},  {63, 64},  {64, 65},   {65, 63}, {127, 128}, {128, 127},
+    {129, 300}, {300, 129}, {1, 300}, {300, 1},  {128, 129}, {17, 64}, {33, 2200},
 };
 #define N_SHAPES (sizeof(kShapes) / sizeof(kShapes[0]))
 static const size_t kM[] = {1, 2, 5, 8, 33, 3, 4, 6, 7};
