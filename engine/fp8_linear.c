@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,10 @@ typedef struct grp {
     size_t       ldx, K, rows;
     bool         prefill;                 /* large-M kernels, with f->mm_scratch */
     size_t       units;                   /* panel pairs of the FP8 members */
+    /* prefill: the work is claimed in chunks of 'chunk' panel pairs, row
+     * block by row block (kn_fp8mm_mblock rows), from the counter 'next' */
+    size_t       chunk, per_block, n_chunks;
+    atomic_size_t next;
 } grp;
 
 /* Panel pairs of w, the prefill kernels' unit (an odd last panel is a
@@ -97,13 +102,13 @@ static size_t units_of(const kn_fp8w *w)
     return (kn_fp8w_panels(w) + 1) / 2;
 }
 
-/* Thread ith of nt: its share of the group's units, taken member after
- * member (q, k and v, or gate and up, in one parallel region). */
+/* Few rows (decode): thread ith of nt takes its share of the group's
+ * units, member after member (q, k and v, or gate and up, in one
+ * parallel region), with the small-M kernels. */
 static void grp_run(const eng_fp8 *f, const grp *g, int ith, int nt)
 {
     size_t u0 = g->units * (size_t)ith / (size_t)nt;
     size_t u1 = g->units * (size_t)(ith + 1) / (size_t)nt, base = 0;
-    void *scratch = g->prefill ? (char *)f->mm_scratch + (size_t)ith * f->mm_scratch_each : NULL;
 
     for (int j = 0; j < g->n && base < u1; j++) {
         const kn_fp8w *w = g->w[j];
@@ -117,17 +122,64 @@ static void grp_run(const eng_fp8 *f, const grp *g, int ith, int nt)
         if (a >= b)
             continue;
         size_t p0 = 2 * a, p1 = 2 * b < np ? 2 * b : np;
-        if (g->w8a8[j] && g->prefill)
-            f->mm->prefill_w8a8(y, ldy, f->xq, g->K, f->fmt, f->xs, g->rows, w, p0, p1, bias,
-                                scratch);
-        else if (g->w8a8[j])
+        if (g->w8a8[j])
             f->mm->linear_w8a8(y, ldy, f->xq, g->K, f->fmt, f->xs, g->rows, w, p0, p1, bias);
         else if (!g->bf16)
             f->mm->linear(y, ldy, g->x, g->ldx, g->rows, w, p0, p1, bias);
-        else if (g->prefill)
-            f->mm->prefill_bf16(y, ldy, g->x, g->ldx, g->rows, w, p0, p1, bias, scratch);
         else
             f->mm->linear_bf16(y, ldy, g->x, g->ldx, g->rows, w, p0, p1, bias);
+    }
+}
+
+/* Chunks of the member with jobs index j. */
+static size_t chunks_of(const grp *g, int j)
+{
+    return (units_of(g->w[j]) + g->chunk - 1) / g->chunk;
+}
+
+/* Prefill: chunks of panel pairs claimed from g->next until none is left,
+ * so that a thread that runs slower (the other vCPU busy, a host
+ * interrupt) takes fewer instead of keeping the other waiting at the end
+ * of the region.  Chunks are numbered row block by row block, member by
+ * member; a thread's claims only grow, so it converts each row block of
+ * activations once for all members (x_ready) instead of once per call. */
+static void grp_run_chunks(const eng_fp8 *f, grp *g, int ith)
+{
+    void *scratch = (char *)f->mm_scratch + (size_t)ith * f->mm_scratch_each;
+    size_t rb = kn_fp8mm_mblock(), have = SIZE_MAX;   /* row block now in scratch */
+    bool have_w8 = false;
+
+    for (;;) {
+        size_t c = atomic_fetch_add_explicit(&g->next, 1, memory_order_relaxed);
+        if (c >= g->n_chunks)
+            return;
+        size_t b = c / g->per_block, u = c % g->per_block;
+        int j = 0;
+        for (; j < g->n; j++) {
+            if (g->w[j] == NULL)
+                continue;
+            if (u < chunks_of(g, j))
+                break;
+            u -= chunks_of(g, j);
+        }
+        KN_ASSERT(j < g->n);
+        const kn_fp8w *w = g->w[j];
+        const eng_lin_job *job = &g->jobs[j];
+        size_t np = kn_fp8w_panels(w), p0 = 2 * u * g->chunk;
+        size_t p1 = p0 + 2 * g->chunk < np ? p0 + 2 * g->chunk : np;
+        size_t m0 = b * rb, mr = g->rows - m0 < rb ? g->rows - m0 : rb;
+        float *y = job->y + m0 * job->ldy;
+        if (g->w8a8[j]) {
+            f->mm->prefill_w8a8(y, job->ldy, f->xq + m0 * g->K, g->K, f->fmt, f->xs + m0, mr, w,
+                                p0, p1, job->l->bias, scratch, have == b && have_w8);
+            have = b, have_w8 = true;
+        } else if (g->bf16) {
+            f->mm->prefill_bf16(y, job->ldy, g->x + m0 * g->ldx, g->ldx, mr, w, p0, p1,
+                                job->l->bias, scratch, have == b && !have_w8);
+            have = b, have_w8 = false;
+        } else {
+            f->mm->linear(y, job->ldy, g->x + m0 * g->ldx, g->ldx, mr, w, p0, p1, job->l->bias);
+        }
     }
 }
 
@@ -199,6 +251,18 @@ static bool grp_plan(eng_model *m, grp *g, int nth)
      * still give the answer. */
     g->prefill = (any_w8a8 || g->bf16) && g->rows > FP8_PREFILL_ROWS &&
                  reserve_scratch(f, kn_fp8mm_scratch_size(w0), nth) == 0;
+    if (g->prefill) {
+        /* about 8 chunks per thread and row block: small enough to even
+         * out the threads, large enough to keep the per-call cost (the
+         * first pair's weights not prefetched) under a few percent */
+        size_t rb = kn_fp8mm_mblock();
+        atomic_init(&g->next, 0);
+        g->chunk = g->units / ((size_t)nth * 8);
+        g->chunk = g->chunk > 0 ? g->chunk : 1;
+        for (int j = 0; j < g->n; j++)
+            g->per_block += g->w[j] != NULL ? chunks_of(g, j) : 0;
+        g->n_chunks = (g->rows + rb - 1) / rb * g->per_block;
+    }
     return true;
 }
 
@@ -256,7 +320,10 @@ int eng__fp8_linears(eng_model *m, const float *x, size_t ldx, size_t rows,
                          rows * (size_t)(ith + 1) / (size_t)nt);
 #pragma omp barrier
         }
-        grp_run(f, &g, ith, nt);
+        if (g.prefill)
+            grp_run_chunks(f, &g, ith);
+        else
+            grp_run(f, &g, ith, nt);
     }
     return n_done;
 }

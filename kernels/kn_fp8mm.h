@@ -113,6 +113,9 @@ int kn_fp8_act_quantize(uint8_t *xq, size_t ldq, float *xs, const float *x, size
 /* Scratch the prefill entries need per calling thread (bytes, for any
  * M; allocate with kn_alloc for the 64-byte alignment). */
 size_t kn_fp8mm_scratch_size(const kn_fp8w *w);
+/* Activation rows the prefill entries convert per pass: calls with M up
+ * to this many rows can share one conversion (x_ready). */
+size_t kn_fp8mm_mblock(void);
 
 /* Common arguments: y[m*ldy + n] for m < M and n in the rows of panels
  * [p0, p1) (rows past N are not written); bias [N] or NULL.  A range
@@ -133,13 +136,20 @@ typedef struct kn_fp8mm_ops {
                         kn_fp8_format xfmt, const float *xs, size_t M, const kn_fp8w *w,
                         size_t p0, size_t p1, const float *bias);
     /* Large-M forms of linear_bf16 and linear_w8a8: scratch is this
-     * thread's kn_fp8mm_scratch_size(w) bytes, 64-byte aligned. */
+     * thread's kn_fp8mm_scratch_size(w) bytes, 64-byte aligned.  They
+     * convert the activations into scratch first; x_ready skips that: the
+     * caller promises that the previous prefill call of this family on
+     * this scratch had the same activations (x or xq, ldx or ldq, xfmt, M
+     * and K), so that products of one activation block with several
+     * matrices, or with one matrix in several panel ranges, convert it
+     * once.  Honoured only when M <= kn_fp8mm_mblock() (larger M is
+     * converted block by block, so the scratch holds only the last). */
     void (*prefill_bf16)(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                          const kn_fp8w *w, size_t p0, size_t p1, const float *bias,
-                         void *scratch);
+                         void *scratch, bool x_ready);
     void (*prefill_w8a8)(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
                          kn_fp8_format xfmt, const float *xs, size_t M, const kn_fp8w *w,
-                         size_t p0, size_t p1, const float *bias, void *scratch);
+                         size_t p0, size_t p1, const float *bias, void *scratch, bool x_ready);
 } kn_fp8mm_ops;
 
 int                 kn_fp8mm_variant_count(void);     /* 0 = ref */

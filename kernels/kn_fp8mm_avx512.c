@@ -664,7 +664,8 @@ AI void prefill_panels(const int W8, const pargs *a, size_t mb, size_t m0, size_
 
 AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx,
                   const uint8_t *xq, size_t ldq, kn_fp8_format xfmt, const float *xs, size_t M,
-                  const kn_fp8w *w, size_t p0, size_t p1, const float *bias, void *scratch)
+                  const kn_fp8w *w, size_t p0, size_t p1, const float *bias, void *scratch,
+                  bool x_ready)
 {
     const size_t kp = w->k_chunks * KN_FP8W_KCHUNK;
     uint32_t *xb = scratch;
@@ -684,10 +685,12 @@ AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx
     for (size_t m0 = 0; m0 < M; m0 += KN_FP8MM_MBLOCK) {
         size_t mb = M - m0 < KN_FP8MM_MBLOCK ? M - m0 : KN_FP8MM_MBLOCK;
         size_t rows = (mb + XT - 1) / XT * XT;   /* whole tiles of 12 (and 6) */
-        if (W8)
+        /* with x_ready the caller's previous call left these rows in xb */
+        bool convert = !x_ready || M > KN_FP8MM_MBLOCK;
+        if (convert && W8)
             convert_fp8(xb, kp, xq + m0 * ldq, ldq, w->K, mb, rows, &xt,
                         _mm512_loadu_si512(perm));
-        else
+        else if (convert)
             convert_f32(xb, kp, x + m0 * ldx, ldx, w->K, mb, rows);
         for (size_t p = p0; p < p1;) {
             int np = p + 1 < p1 ? 2 : 1;
@@ -705,16 +708,18 @@ AI void prefill_t(const int W8, float *y, size_t ldy, const float *x, size_t ldx
 
 static void avx_prefill_bf16(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                              const kn_fp8w *w, size_t p0, size_t p1, const float *bias,
-                             void *scratch)
+                             void *scratch, bool x_ready)
 {
-    prefill_t(0, y, ldy, x, ldx, NULL, 0, KN_FP8_E4M3, NULL, M, w, p0, p1, bias, scratch);
+    prefill_t(0, y, ldy, x, ldx, NULL, 0, KN_FP8_E4M3, NULL, M, w, p0, p1, bias, scratch,
+              x_ready);
 }
 
 static void avx_prefill_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
                              kn_fp8_format xfmt, const float *xs, size_t M, const kn_fp8w *w,
-                             size_t p0, size_t p1, const float *bias, void *scratch)
+                             size_t p0, size_t p1, const float *bias, void *scratch,
+                             bool x_ready)
 {
-    prefill_t(1, y, ldy, NULL, 0, xq, ldq, xfmt, xs, M, w, p0, p1, bias, scratch);
+    prefill_t(1, y, ldy, NULL, 0, xq, ldq, xfmt, xs, M, w, p0, p1, bias, scratch, x_ready);
 }
 
 const kn_fp8mm_ops kn__fp8mm_avx512 = {"avx512", avx_linear, avx_linear_bf16, avx_linear_w8a8,

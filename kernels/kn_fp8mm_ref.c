@@ -88,17 +88,18 @@ static void ref_linear_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
 
 static void ref_prefill_bf16(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                              const kn_fp8w *w, size_t p0, size_t p1, const float *bias,
-                             void *scratch)
+                             void *scratch, bool x_ready)
 {
-    (void)scratch;
+    (void)scratch, (void)x_ready;   /* nothing converted ahead */
     ref_linear_bf16(y, ldy, x, ldx, M, w, p0, p1, bias);
 }
 
 static void ref_prefill_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
                              kn_fp8_format xfmt, const float *xs, size_t M, const kn_fp8w *w,
-                             size_t p0, size_t p1, const float *bias, void *scratch)
+                             size_t p0, size_t p1, const float *bias, void *scratch,
+                             bool x_ready)
 {
-    (void)scratch;
+    (void)scratch, (void)x_ready;
     ref_linear_w8a8(y, ldy, xq, ldq, xfmt, xs, M, w, p0, p1, bias);
 }
 
@@ -107,6 +108,11 @@ size_t kn_fp8mm_scratch_size(const kn_fp8w *w)
     /* activation block in bf16 plus one bf16 copy of a pair of panels */
     size_t kp = w->k_chunks * KN_FP8W_KCHUNK;
     return (KN_FP8MM_MBLOCK + 2 * KN_FP8W_PANEL) * kp * sizeof(uint16_t) + 64;
+}
+
+size_t kn_fp8mm_mblock(void)
+{
+    return KN_FP8MM_MBLOCK;
 }
 
 int kn_fp8_act_quantize(uint8_t *xq, size_t ldq, float *xs, const float *x, size_t ldx,

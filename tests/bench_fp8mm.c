@@ -297,9 +297,10 @@ static double prefill_gflops(const kn_fp8mm_ops *f, const kn_fp8w *w, const floa
             int i = omp_get_thread_num();
             kn_fp8w_split(w, i, nth, &p0, &p1);
             if (w8)
-                f->prefill_w8a8(y, N, xq, K, KN_FP8_E4M3, xs, M, w, p0, p1, NULL, scratch[i]);
+                f->prefill_w8a8(y, N, xq, K, KN_FP8_E4M3, xs, M, w, p0, p1, NULL, scratch[i],
+                                false);
             else
-                f->prefill_bf16(y, N, x, K, M, w, p0, p1, NULL, scratch[i]);
+                f->prefill_bf16(y, N, x, K, M, w, p0, p1, NULL, scratch[i], false);
         }
         t[r] = 2.0 * (double)M * (double)N * (double)K / (now() - t0) * 1e-9;
     }
