@@ -234,112 +234,351 @@ static void avx_silu_mul(float *g, const float *u, size_t n)
     }
 }
 
-/* Running state of one (row, head) of avx_attention. */
-typedef struct att_run {
-    float m, l;   /* largest score so far, sum of exp(score - m) */
-} att_run;
+/* avx_attention works on passes of up to 64 (row, head) pairs, the pairs
+ * in the 16 lanes of a vector: q transposed once per pass (qt[d][pair]),
+ * each key's values broadcast straight from the cache, so the scores of
+ * 4 keys x 64 pairs are 16 independent FMA chains with no transposition
+ * of keys and no horizontal sums.  The online softmax state (max, sum)
+ * is one lane per pair, so the block maximum and the rescaling are
+ * vertical.  P.V then runs on 4 pairs x 64 output columns (16
+ * accumulators) with the probabilities broadcast from the score tile. */
+#define ATT_KB 32   /* keys per block: the score tile is ATT_KB x pairs */
+#define ATT_QT 4096 /* floats of transposed q per pass (16 KB of stack) */
 
-/* One (row, head) against the 16 keys whose transpose is kt ([hs][16]):
- * scores in one vector (no horizontal sums but the max and the sum), the
- * running sums rescaled by exp(m_old - m_new), then 16 value rows added. */
-AI void att_block(float *o, const float *qv, const float *kt, const float *vb, size_t ldkv,
-                  size_t hs, __mmask16 valid, float scale, att_run *st)
+/* State of one pass, on the stack (about 50 KB); arrays are indexed by
+ * the pass's pairs (lane j of vector j / 16), padded to a whole vector. */
+typedef struct att_pass {
+    size_t   np, npv, nh, hs;   /* pairs, vectors of pairs, heads per row, head size */
+    size_t   hsp;               /* hs rounded up to 16: the rows of ob */
+    float    scale;
+    int32_t  lo[KN_ATTN_MAX_Q] __attribute__((aligned(64)));   /* keys of each pair, */
+    int32_t  hi[KN_ATTN_MAX_Q] __attribute__((aligned(64)));   /* from tmin; 0, 0 in padding */
+    float    m[KN_ATTN_MAX_Q] __attribute__((aligned(64)));    /* running max of the scores */
+    float    l[KN_ATTN_MAX_Q] __attribute__((aligned(64)));    /* sum of exp(score - m) */
+    float    corr[KN_ATTN_MAX_Q] __attribute__((aligned(64))); /* exp(m_old - m) of a block */
+    float    bmax[KN_ATTN_MAX_Q] __attribute__((aligned(64))); /* max score of a block */
+    float    st[ATT_KB * KN_ATTN_MAX_Q] __attribute__((aligned(64))); /* scores, then p */
+    float    qt[ATT_QT] __attribute__((aligned(64)));
+    /* unnormalised outputs, ob[pair][hsp]: contiguous, where the output
+     * rows are ldo apart (8 KB for Llama-3.2-1B) and 16 of them would
+     * share a few L1 sets */
+    float    ob[ATT_QT] __attribute__((aligned(64)));
+    /* values of one block, 64 columns: contiguous for the same reason
+     * (cache rows are ldkv apart) as every pair tile reads them again */
+    float    vp[ATT_KB * 64] __attribute__((aligned(64)));
+    float   *orow[KN_ATTN_MAX_Q];   /* output row of each pair */
+} att_pass;
+
+/* Scores of 4 keys (acc[kk][j], unscaled) stored to st scaled, -inf
+ * outside each pair's [lo, hi) (key kk is tb + kk from tmin), and the
+ * block maximum raised: done here, while the scores are in registers. */
+AI void att_scores_put(att_pass *ap, float *st, __m512 acc[4][4], int32_t tb, const int PV)
 {
-    /* four independent FMA chains: one would wait 4 cycles per d */
-    __m512 s4[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                    _mm512_setzero_ps()};
-    float p[16];
-    size_t d = 0;
-    for (; d + 4 <= hs; d += 4)
+    const size_t ld = (size_t)PV * 16;
+    const __m512 scale = _mm512_set1_ps(ap->scale), ninf = _mm512_set1_ps(-INFINITY);
+
 #pragma GCC unroll 4
-        for (int e = 0; e < 4; e++)
-            s4[e] = _mm512_fmadd_ps(_mm512_set1_ps(qv[d + e]), _mm512_load_ps(kt + (d + e) * 16),
-                                    s4[e]);
-    for (; d < hs; d++)
-        s4[0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[d]), _mm512_load_ps(kt + d * 16), s4[0]);
-    __m512 sv = _mm512_add_ps(_mm512_add_ps(s4[0], s4[1]), _mm512_add_ps(s4[2], s4[3]));
-    sv = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid,
-                            _mm512_mul_ps(sv, _mm512_set1_ps(scale)));
-    float mnew = _mm512_reduce_max_ps(sv);
-    mnew = mnew > st->m ? mnew : st->m;
-    float corr = expf(st->m - mnew);   /* 0 for the first block (m = -inf) */
-    __m512 pv = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(sv, _mm512_set1_ps(mnew))));
-    st->l = st->l * corr + _mm512_reduce_add_ps(pv);
-    st->m = mnew;
-    _mm512_storeu_ps(p, pv);
-    const __m512 cv = _mm512_set1_ps(corr);
-    /* 64 output values (4 vectors, 4 independent chains) per pass */
-    for (size_t c0 = 0; c0 < hs; c0 += 64) {
-        __m512 acc[4];
-        __mmask16 mk[4];
-        /* unrolled, so that acc[] stays in registers */
+    for (int j = 0; j < PV; j++) {
+        const __m512i lo = _mm512_load_si512(ap->lo + 16 * j);
+        const __m512i hi = _mm512_load_si512(ap->hi + 16 * j);
+        __m512        mx = _mm512_load_ps(ap->bmax + 16 * j);
 #pragma GCC unroll 4
-        for (int e = 0; e < 4; e++) {
-            size_t c = c0 + 16 * (size_t)e;
-            mk[e] = tail16(hs, c);
-            acc[e] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[e], o + c), cv);
+        for (int kk = 0; kk < 4; kk++) {
+            const __m512i tt = _mm512_set1_epi32(tb + kk);
+            __mmask16 ok = _mm512_cmp_epi32_mask(lo, tt, _MM_CMPINT_LE) &
+                           _mm512_cmp_epi32_mask(tt, hi, _MM_CMPINT_LT);
+            __m512 sv = _mm512_mask_mul_ps(ninf, ok, acc[kk][j], scale);
+            _mm512_store_ps(st + kk * ld + 16 * j, sv);
+            mx = _mm512_max_ps(mx, sv);
         }
-        for (int j = 0; j < 16; j++) {
-            if (!(valid & (1u << j)))
-                continue;
-            const __m512 pj = _mm512_set1_ps(p[j]);
-#pragma GCC unroll 4
-            for (int e = 0; e < 4; e++)
-                acc[e] = _mm512_fmadd_ps(
-                    pj, _mm512_maskz_loadu_ps(mk[e], vb + (size_t)j * ldkv + c0 + 16 * e), acc[e]);
-        }
-#pragma GCC unroll 4
-        for (int e = 0; e < 4; e++)
-            _mm512_mask_storeu_ps(o + c0 + 16 * (size_t)e, mk[e], acc[e]);
+        _mm512_store_ps(ap->bmax + 16 * j, mx);
     }
 }
 
-/* Blocks of 16 keys, each transposed once into kt and used by every
- * (row, head) of the call (one GQA group, a few rows): an online softmax
- * (flash-attention style) whose state is the output rows themselves plus
- * (m, l) per (row, head); out is divided by l at the end. */
+/* Scores of keys kp[0..3] (rows of the cache, the first tb from tmin)
+ * for PV vectors of pairs into st (PV vectors a key); qt rows are PV
+ * vectors long. */
+AI void att_scores4(att_pass *ap, float *st, const float *const kp[4], int32_t tb, const int PV)
+{
+    const float *qt = ap->qt;
+    __m512       acc[4][4];
+
+#pragma GCC unroll 4
+    for (int kk = 0; kk < 4; kk++)
+#pragma GCC unroll 4
+        for (int j = 0; j < PV; j++)
+            acc[kk][j] = _mm512_setzero_ps();
+    for (size_t d = 0; d < ap->hs; d++) {
+        __m512 qv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < PV; j++)
+            qv[j] = _mm512_load_ps(qt + d * (size_t)PV * 16 + 16 * j);
+#pragma GCC unroll 4
+        for (int kk = 0; kk < 4; kk++) {
+            const __m512 kb = _mm512_set1_ps(kp[kk][d]);
+#pragma GCC unroll 4
+            for (int j = 0; j < PV; j++)
+                acc[kk][j] = _mm512_fmadd_ps(kb, qv[j], acc[kk][j]);
+        }
+    }
+    att_scores_put(ap, st, acc, tb, PV);
+}
+
+/* Masked, scaled scores of keys [t, t + nk) (tb from tmin) into ap->st
+ * and their maximum into ap->bmax, 4 keys at a time.  A short block is
+ * the last one, so a group past nk repeats the last key rather than read
+ * past the cache: its positions are past every hi, hence masked. */
+AI void att_block_scores(att_pass *ap, const float *k, size_t ldkv, size_t t, int32_t tb,
+                         size_t nk, const int PV)
+{
+    for (int j = 0; j < PV; j++)
+        _mm512_store_ps(ap->bmax + 16 * j, _mm512_set1_ps(-INFINITY));
+    for (size_t t4 = 0; t4 < nk; t4 += 4) {
+        const float *kp[4];
+        for (size_t kk = 0; kk < 4; kk++)
+            kp[kk] = k + (t + (t4 + kk < nk ? t4 + kk : nk - 1)) * ldkv;
+        att_scores4(ap, ap->st + t4 * (size_t)PV * 16, kp, tb + (int32_t)t4, PV);
+    }
+}
+
+/* Online softmax over the block's nk keys: the running max raised to the
+ * block's, st turned into exp(score - m) (0 where masked), corr =
+ * exp(m_old - m) for the sums so far (0 before the first valid key). */
+static void att_block_softmax(att_pass *ap, size_t nk)
+{
+    const size_t ld = ap->npv * 16;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+
+    for (size_t j = 0; j < ap->npv; j++) {
+        const __m512 mold = _mm512_load_ps(ap->m + 16 * j);
+        const __m512 mnew = _mm512_max_ps(mold, _mm512_load_ps(ap->bmax + 16 * j));
+        /* a pair with no valid key yet keeps m = -inf; 0 in its place
+         * keeps -inf - -inf (NaN) out of the exps */
+        const __m512 mu = _mm512_mask_mov_ps(mnew, _mm512_cmp_ps_mask(mnew, ninf, _CMP_EQ_OQ),
+                                             _mm512_setzero_ps());
+        const __m512 corr = exp16(_mm512_sub_ps(mold, mu));
+        __m512 sum = _mm512_setzero_ps();
+        for (size_t t = 0; t < nk; t++) {
+            float *s = ap->st + t * ld + 16 * j;
+            const __m512 sv = _mm512_load_ps(s);
+            const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ),
+                                                 exp16(_mm512_sub_ps(sv, mu)));
+            _mm512_store_ps(s, p);
+            sum = _mm512_add_ps(sum, p);
+        }
+        _mm512_store_ps(ap->m + 16 * j, mnew);
+        _mm512_store_ps(ap->corr + 16 * j, corr);
+        _mm512_store_ps(ap->l + 16 * j, _mm512_fmadd_ps(_mm512_load_ps(ap->l + 16 * j), corr, sum));
+    }
+}
+
+/* Rows of ob (R pairs from pair p, columns [c0, c0 + 64)) rescaled by
+ * corr and given sum_t p[t] * v_t, v_t = vb + t * ldv (packed or not). */
+AI void att_pv_tile(att_pass *ap, size_t p, const float *vb, size_t ldv, size_t nk, size_t c0,
+                    const int R)
+{
+    const size_t ld = ap->npv * 16;
+    float       *o = ap->ob + p * ap->hsp + c0;
+    __m512       acc[4][4];
+    __mmask16    mk[4];
+
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++)
+        mk[e] = tail16(ap->hs, c0 + 16 * (size_t)e);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        const __m512 cv = _mm512_set1_ps(ap->corr[p + (size_t)r]);
+#pragma GCC unroll 4
+        for (int e = 0; e < 4; e++)
+            acc[r][e] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[e], o + r * ap->hsp + 16 * e), cv);
+    }
+    for (size_t t = 0; t < nk; t++) {
+        __m512 vv[4];
+        const float *pt = ap->st + t * ld + p;
+#pragma GCC unroll 4
+        for (int e = 0; e < 4; e++)
+            vv[e] = _mm512_maskz_loadu_ps(mk[e], vb + t * ldv + 16 * e);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 pb = _mm512_set1_ps(pt[r]);
+#pragma GCC unroll 4
+            for (int e = 0; e < 4; e++)
+                acc[r][e] = _mm512_fmadd_ps(pb, vv[e], acc[r][e]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int e = 0; e < 4; e++)
+            _mm512_mask_storeu_ps(o + r * ap->hsp + 16 * e, mk[e], acc[r][e]);
+}
+
+/* Columns [c0, c0 + 64) of the block's values into vp (0 past hs). */
+static void att_pack_v(att_pass *ap, const float *vb, size_t ldkv, size_t nk, size_t c0)
+{
+    for (size_t t = 0; t < nk; t++)
+        for (size_t e = 0; e < 4; e++) {
+            size_t c = c0 + 16 * e;
+            _mm512_store_ps(ap->vp + t * 64 + 16 * e,
+                            _mm512_maskz_loadu_ps(tail16(ap->hs, c), vb + t * ldkv + c));
+        }
+}
+
+/* P.V of the block for every pair of the pass, 4 pairs at a time; the
+ * values are packed first unless a single tile reads them (decode). */
+static void att_block_pv(att_pass *ap, const float *vb, size_t ldkv, size_t nk)
+{
+    for (size_t c0 = 0; c0 < ap->hs; c0 += 64) {
+        const float *vt = vb + c0;
+        size_t       ldv = ldkv;
+        if (ap->np > 4) {
+            att_pack_v(ap, vb, ldkv, nk, c0);
+            vt = ap->vp, ldv = 64;
+        }
+        for (size_t p = 0; p < ap->np; p += 4)
+            switch (ap->np - p < 4 ? ap->np - p : 4) {
+            case 4:  att_pv_tile(ap, p, vt, ldv, nk, c0, 4); break;
+            case 3:  att_pv_tile(ap, p, vt, ldv, nk, c0, 3); break;
+            case 2:  att_pv_tile(ap, p, vt, ldv, nk, c0, 2); break;
+            default: att_pv_tile(ap, p, vt, ldv, nk, c0, 1); break;
+            }
+    }
+}
+
+/* r[0..15] (16 values of 16 rows) transposed in place: r[c] holds value
+ * c of every row.  Pairs of rows interleaved, then 4-row groups per
+ * 128-bit lane, then the lanes gathered: 64 shuffles for 256 values. */
+AI void tr16(__m512 r[16])
+{
+    __m512 t[16];
+
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4g + c] lane L: rows 4g..4g+3 at value 4L + c */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+    }
+}
+
+/* qt[d][16 jb ..] for the 16 pairs of vector jb: 16 values of q at a
+ * time, transposed in registers (zero for padding pairs). */
+static void att_load_qt(att_pass *ap, const float *const qrow[16], size_t jb)
+{
+    const size_t ld = ap->npv * 16;
+
+    for (size_t d0 = 0; d0 < ap->hs; d0 += 16) {
+        const __mmask16 mk = tail16(ap->hs, d0);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            r[j] = qrow[j] ? _mm512_maskz_loadu_ps(mk, qrow[j] + d0) : _mm512_setzero_ps();
+        tr16(r);
+        for (size_t c = 0; c < 16 && d0 + c < ap->hs; c++)
+            _mm512_store_ps(ap->qt + (d0 + c) * ld + 16 * jb, r[c]);
+    }
+}
+
+/* q of pairs [p0, p0 + np) transposed into qt, their output rows and
+ * key ranges relative to tmin (0, 0 in the padding lanes), fresh softmax
+ * state and zeroed sums in ob. */
+static void att_pass_init(att_pass *ap, float *out, size_t ldo, const float *q, size_t ldq,
+                          size_t p0, const size_t *lo, const size_t *hi, size_t tmin)
+{
+    for (size_t jb = 0; jb < ap->npv; jb++) {
+        const float *qrow[16];
+        for (size_t jj = 0; jj < 16; jj++) {
+            size_t j = 16 * jb + jj, pair = p0 + j, i = pair / ap->nh, h = pair % ap->nh;
+            bool   real = j < ap->np;
+            ap->lo[j] = real ? (int32_t)(lo[i] - tmin) : 0;
+            ap->hi[j] = real ? (int32_t)(hi[i] - tmin) : 0;
+            ap->m[j] = -INFINITY;
+            ap->l[j] = 0.0f;
+            qrow[jj] = real ? q + i * ldq + h * ap->hs : NULL;
+            if (real)
+                ap->orow[j] = out + i * ldo + h * ap->hs;
+        }
+        att_load_qt(ap, qrow, jb);
+    }
+    memset(ap->ob, 0, ap->np * ap->hsp * sizeof(float));
+}
+
+/* One block of keys [t, t + nk) for the pass: PV (vectors of pairs) is
+ * a constant after inlining, so the score accumulators stay in registers. */
+AI void att_block_t(att_pass *ap, const float *k, const float *v, size_t ldkv, size_t t,
+                    size_t nk, size_t tmin, const int PV)
+{
+    att_block_scores(ap, k, ldkv, t, (int32_t)(t - tmin), nk, PV);
+    att_block_softmax(ap, nk);
+    att_block_pv(ap, v + t * ldkv, ldkv, nk);
+}
+
+static void att_run_pass(att_pass *ap, const float *k, const float *v, size_t ldkv, size_t tmin,
+                         size_t tmax)
+{
+    for (size_t t = tmin; t < tmax; t += ATT_KB) {
+        size_t nk = tmax - t < ATT_KB ? tmax - t : ATT_KB;
+        switch (ap->npv) {
+        case 4:  att_block_t(ap, k, v, ldkv, t, nk, tmin, 4); break;
+        case 3:  att_block_t(ap, k, v, ldkv, t, nk, tmin, 3); break;
+        case 2:  att_block_t(ap, k, v, ldkv, t, nk, tmin, 2); break;
+        default: att_block_t(ap, k, v, ldkv, t, nk, tmin, 1); break;
+        }
+    }
+    for (size_t p = 0; p < ap->np; p++) {
+        const float *ob = ap->ob + p * ap->hsp;
+        const __m512 inv = _mm512_set1_ps(1.0f / ap->l[p]);
+        for (size_t c = 0; c < ap->hs; c += 16)
+            _mm512_mask_storeu_ps(ap->orow[p] + c, tail16(ap->hs, c),
+                                  _mm512_mul_ps(_mm512_load_ps(ob + c), inv));
+    }
+}
+
+/* Pairs are row-major ((row, head) -> row * nh + head, the order of the
+ * output); a pass takes as many as fit ATT_QT floats of transposed q
+ * (all 64 up to hs = 64, 16 at hs = 256), rounded down to whole vectors. */
 static void avx_attention(float *out, size_t ldo, const float *q, size_t ldq, size_t nq,
                           size_t nh, const float *k, const float *v, size_t ldkv, size_t hs,
                           const size_t *lo, const size_t *hi, float scale)
 {
-    float kt[KN_ATTN_MAX_HS * 16] __attribute__((aligned(64)));
-    att_run st[KN_ATTN_MAX_Q];
-    size_t tmin = SIZE_MAX, tmax = 0;
+    att_pass ap;
+    size_t tmin = SIZE_MAX, tmax = 0, npairs = nq * nh, hsp = (hs + 15) / 16 * 16;
+    size_t per = ATT_QT / hsp / 16 * 16;
 
-    KN_ASSERT(hs <= KN_ATTN_MAX_HS && nq * nh <= KN_ATTN_MAX_Q);
+    KN_ASSERT(hs <= KN_ATTN_MAX_HS && npairs <= KN_ATTN_MAX_Q);
     for (size_t i = 0; i < nq; i++) {
         KN_ASSERT(hi[i] > lo[i]);
         tmin = lo[i] < tmin ? lo[i] : tmin;
         tmax = hi[i] > tmax ? hi[i] : tmax;
-        for (size_t h = 0; h < nh; h++) {
-            st[i * nh + h] = (att_run){-INFINITY, 0.0f};
-            memset(out + i * ldo + h * hs, 0, hs * sizeof(float));
-        }
     }
-    for (size_t t = tmin; t < tmax; t += 16) {
-        size_t nk = tmax - t < 16 ? tmax - t : 16;
-        for (size_t d = 0; d < hs; d++)
-            for (size_t j = 0; j < 16; j++)
-                kt[d * 16 + j] = j < nk ? k[(t + j) * ldkv + d] : 0.0f;
-        for (size_t i = 0; i < nq; i++) {
-            if (t >= hi[i] || t + 16 <= lo[i])
-                continue;
-            /* lanes j with lo <= t + j < hi */
-            size_t a = lo[i] > t ? lo[i] - t : 0, b = hi[i] - t < 16 ? hi[i] - t : 16;
-            __mmask16 valid = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-            for (size_t h = 0; h < nh; h++)
-                att_block(out + i * ldo + h * hs, q + i * ldq + h * hs, kt, v + t * ldkv, ldkv,
-                          hs, valid, scale, &st[i * nh + h]);
-        }
+    KN_ASSERT(tmax - tmin < INT32_MAX);
+    ap.nh = nh, ap.hs = hs, ap.hsp = hsp, ap.scale = scale;
+    for (size_t p0 = 0; p0 < npairs; p0 += per) {
+        ap.np = npairs - p0 < per ? npairs - p0 : per;
+        ap.npv = (ap.np + 15) / 16;
+        att_pass_init(&ap, out, ldo, q, ldq, p0, lo, hi, tmin);
+        att_run_pass(&ap, k, v, ldkv, tmin, tmax);
     }
-    for (size_t i = 0; i < nq; i++)
-        for (size_t h = 0; h < nh; h++) {
-            float *o = out + i * ldo + h * hs;
-            const __m512 inv = _mm512_set1_ps(1.0f / st[i * nh + h].l);
-            for (size_t c = 0; c < hs; c += 16)
-                _mm512_mask_storeu_ps(o + c, tail16(hs, c),
-                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(tail16(hs, c), o + c), inv));
-        }
 }
 
 const kn_math_ops kn__math_avx512 = {"avx512", avx_linear, avx_linear_packed, avx_dot, avx_axpy,
