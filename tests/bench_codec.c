@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "kernels/kernels.h"
+#include "tests/bench/bm_hw.h"
 
 #define REPS 5
 
@@ -32,19 +33,6 @@ typedef struct bench_bufs {
     float    *copy;  /* n floats: memcpy destination */
     size_t    n;
 } bench_bufs;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Slice [lo, hi) of n for thread ith of nth, in multiples of 64 elements
  * so that no two threads share a cache line of the fp8 output. */
@@ -151,20 +139,14 @@ static void run_slice(const kn_ops *ops, enum op op, bench_bufs *b, size_t lo, s
 
 static double time_once(const kn_ops *ops, enum op op, bench_bufs *b, size_t n, int nth)
 {
-    double t0 = now();
+    double t0 = bm_now();
 #pragma omp parallel num_threads(nth)
     {
         size_t lo, hi;
         slice(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
         run_slice(ops, op, b, lo, hi);
     }
-    return now() - t0;
-}
-
-static double median(double *t, int k)
-{
-    qsort(t, (size_t)k, sizeof(t[0]), cmp_double);
-    return t[k / 2];
+    return bm_now() - t0;
 }
 
 /* Median GB/s of op over n elements with nth threads, and in *read_gbs
@@ -183,8 +165,8 @@ static double measure(const kn_ops *ops, enum op op, bench_bufs *b, size_t n, in
             t[r] = d;
         }
     }
-    *read_gbs = (double)n * (double)kOps[OP_READ].in_bytes / median(tr, REPS) / 1e9;
-    return (double)n * (double)(kOps[op].in_bytes + kOps[op].out_bytes) / median(t, REPS) / 1e9;
+    *read_gbs = (double)n * (double)kOps[OP_READ].in_bytes / bm_median(tr, REPS) / 1e9;
+    return (double)n * (double)(kOps[op].in_bytes + kOps[op].out_bytes) / bm_median(t, REPS) / 1e9;
 }
 
 /* Values an activation tensor could hold: sign * 2^U(-12, 10) with a

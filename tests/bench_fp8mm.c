@@ -27,29 +27,11 @@
 #include <time.h>
 
 #include "kernels/kernels.h"
+#include "tests/bench/bm_hw.h"
 
 #define REPS 5
 
 static int g_max_threads = 2;   /* FP8D_BENCH_THREADS: 1 for a quick run */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
-}
 
 /* Large buffers on 2 MiB boundaries with the huge page hint, as
  * kn_fp8w_new does for the FP8 codes, so that every figure pays the
@@ -103,13 +85,13 @@ static volatile uint64_t g_sink;
  * streams 1 or 4; pf: software prefetch distance (0: none). */
 static double read_once(const uint8_t *buf, size_t len, int nth, int streams, size_t pf)
 {
-    double t0 = now();
+    double t0 = bm_now();
 #pragma omp parallel num_threads(nth)
     {
         size_t sl = len / (size_t)nth / 4096 * 4096;
         g_sink += read_avx512(buf + sl * (size_t)omp_get_thread_num(), sl, streams, pf);
     }
-    return (double)len / (now() - t0) * 1e-9;
+    return (double)len / (bm_now() - t0) * 1e-9;
 }
 
 static double read_bw(const uint8_t *buf, size_t len, int nth, int streams, size_t pf)
@@ -117,42 +99,7 @@ static double read_bw(const uint8_t *buf, size_t len, int nth, int streams, size
     double t[REPS + 1];
     for (int r = 0; r <= REPS; r++)
         t[r] = read_once(buf, len, nth, streams, pf);
-    return median(t + 1, REPS);
-}
-
-/* vdpbf16ps with 24 independent chains, registers only. */
-__attribute__((target("avx512f,avx512bf16"))) static float peak_loop(long iters)
-{
-    __m512 acc[24];
-    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80);   /* bf16 pairs (1, 1) */
-    __m512bh b = (__m512bh)_mm512_set1_epi32(0x3F003F00);   /* (0.5, 0.5) */
-    for (int i = 0; i < 24; i++)
-        acc[i] = _mm512_setzero_ps();
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 24
-        for (int i = 0; i < 24; i++)
-            acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
-        __asm__ volatile("" : "+v"(a));   /* keep the loop from being folded */
-    }
-    for (int i = 1; i < 24; i++)
-        acc[0] = _mm512_add_ps(acc[0], acc[i]);
-    return _mm512_reduce_add_ps(acc[0]);
-}
-
-static double peak_gflops(int nth)
-{
-    const long iters = 20000000;
-    double t[REPS + 1];
-    for (int r = 0; r <= REPS; r++) {
-        double t0 = now();
-#pragma omp parallel num_threads(nth)
-        g_sink += (uint64_t)peak_loop(iters);
-        t[r] = (double)iters * 24 * 64 * nth / (now() - t0) * 1e-9;
-    }
-    /* a ceiling: the best repetition (another tenant's burst only lowers
-     * single repetitions, and a low peak would flatter every ratio) */
-    qsort(t + 1, REPS, sizeof(double), cmp_double);
-    return t[REPS];
+    return bm_median(t + 1, REPS);
 }
 
 /* ---- GEMV ----------------------------------------------------------- */
@@ -267,13 +214,13 @@ static void gemv_one(const gemv_set *s, const kn_fp8mm_ops *f, const kn_math_ops
 static double gemv_pass(const gemv_set *s, const kn_fp8mm_ops *f, const kn_math_ops *mo, int k,
                         int nth)
 {
-    double t0 = now();
+    double t0 = bm_now();
 #pragma omp parallel num_threads(nth)
     for (size_t c = 0; c < s->copies; c++) {
         gemv_one(s, f, mo, k, c, omp_get_thread_num(), nth);
 #pragma omp barrier
     }
-    return (now() - t0) / (double)s->copies;
+    return (bm_now() - t0) / (double)s->copies;
 }
 
 /* ---- prefill -------------------------------------------------------- */
@@ -290,7 +237,7 @@ static double prefill_gflops(const kn_fp8mm_ops *f, const kn_fp8w *w, const floa
         if ((scratch[i] = kn_alloc(kn_fp8mm_scratch_size(w))) == NULL)
             return 0.0;
     for (int r = 0; r < 4; r++) {
-        double t0 = now();
+        double t0 = bm_now();
 #pragma omp parallel num_threads(nth)
         {
             size_t p0, p1;
@@ -302,10 +249,10 @@ static double prefill_gflops(const kn_fp8mm_ops *f, const kn_fp8w *w, const floa
             else
                 f->prefill_bf16(y, N, x, K, M, w, p0, p1, NULL, scratch[i], false);
         }
-        t[r] = 2.0 * (double)M * (double)N * (double)K / (now() - t0) * 1e-9;
+        t[r] = 2.0 * (double)M * (double)N * (double)K / (bm_now() - t0) * 1e-9;
     }
     kn_free(scratch[0]), kn_free(scratch[1]);
-    return median(t + 1, 3);
+    return bm_median(t + 1, 3);
 }
 
 static double prefill_bf16_packed(const kn_math_ops *mo, const void *wb, size_t N, size_t K,
@@ -314,16 +261,16 @@ static double prefill_bf16_packed(const kn_math_ops *mo, const void *wb, size_t 
     double t[4];
     size_t np = (N + KN_PANEL - 1) / KN_PANEL;
     for (int r = 0; r < 4; r++) {
-        double t0 = now();
+        double t0 = bm_now();
 #pragma omp parallel num_threads(nth)
         {
             int i = omp_get_thread_num();
             mo->linear_packed(y, N, x, K, M, wb, KN_W_BF16, K, N, np * (size_t)i / (size_t)nth,
                               np * (size_t)(i + 1) / (size_t)nth, NULL);
         }
-        t[r] = 2.0 * (double)M * (double)N * (double)K / (now() - t0) * 1e-9;
+        t[r] = 2.0 * (double)M * (double)N * (double)K / (bm_now() - t0) * 1e-9;
     }
-    return median(t + 1, 3);
+    return bm_median(t + 1, 3);
 }
 
 static void bench_prefill(const kn_fp8mm_ops *f, const kn_math_ops *mo, const double peak[3])
@@ -404,7 +351,7 @@ int main(void)
         rd[nth] = read_bw(buf, mb << 20, nth, 1, 0);
         rd4[nth] = read_bw(buf, mb << 20, nth, 4, 0);
         rdpf[nth] = read_bw(buf, mb << 20, nth, 1, 4096);
-        peak[nth] = peak_gflops(nth);
+        peak[nth] = bm_peak_bf16(nth);
         printf("threads=%d read %.1f GB/s, read4 %.1f GB/s, read+prefetch %.1f GB/s, "
                "vdpbf16ps peak %.0f GFLOP/s\n", nth, rd[nth], rd4[nth], rdpf[nth], peak[nth]);
         printf("BENCH kernel=read threads=%d gbps=%.2f ratio=1\n", nth, rd[nth]);
@@ -433,9 +380,9 @@ int main(void)
                 for (int k = 0; k < N_KINDS; k++)
                     tr[k][r] = gemv_pass(&set, f, mo, k, nth);
             }
-            bw = median(r4 + 1, REPS);
+            bw = bm_median(r4 + 1, REPS);
             for (int k = 0; k < N_KINDS; k++) {
-                t[k] = median(tr[k] + 1, REPS);
+                t[k] = bm_median(tr[k] + 1, REPS);
                 gb[k] = nk * (k == K_BF16 ? 2.0 : 1.0) / t[k] * 1e-9;
             }
             printf("%-12s %3d %5zu %5.1f", kShapes[s].name, nth, set.copies, bw);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "tests/bench/bm_hw.h"
 
 /* ---- shapes, modes, phases (bm_shape.c) ---------------------------- */
 
@@ -49,10 +50,8 @@ double bm_decode_bytes(const bm_shape *sh, int mode, int fp8_head);
  * (q.k and p.v). */
 double bm_prefill_flops(const bm_shape *sh, size_t n);
 
-/* ---- small helpers (bm_shape.c) --------------------------------------- */
+/* ---- small helpers (bm_shape.c; the clock and median: bm_hw.h) ------- */
 
-double   bm_now(void);                        /* CLOCK_MONOTONIC seconds */
-double   bm_median(double *v, int n);         /* sorts v */
 uint64_t bm_rng_next(uint64_t *s);            /* xorshift64* */
 /* n ids in [0, V) from seed. */
 void     bm_random_ids(int32_t *ids, size_t n, int V, uint64_t seed);
@@ -69,26 +68,6 @@ int  bm_write_model(const bm_shape *sh, const char *dir, int f32);
  * tokenizer of the real model has (the 256 bytes, made-up words, the
  * special tokens with bos and eos among them) and no merges. */
 int  bm_write_tokenizer(const bm_shape *sh, const char *dir);
-
-/* ---- this machine (bm_hw.c) -------------------------------------------- */
-
-/* A buffer of len bytes on 2 MiB boundaries (huge page hint), every page
- * touched; NULL when out of memory.  Free with free(). */
-uint8_t *bm_bw_buffer(size_t len);
-/* GB/s of one pass of nth OpenMP threads reading buf, each its share in
- * streams concurrent streams (4: the 'read4' bound of a GEMV,
- * perf-anchors.md 1). */
-double   bm_read_once(const uint8_t *buf, size_t len, int nth, int streams);
-/* Medians of 7 passes after a warm-up over a fresh buffer of mb MiB:
- * *rd1 one stream, *rd4 four. */
-int      bm_measure_bw(int nth, size_t mb, double *rd1, double *rd4);
-/* GFLOP/s of vdpbf16ps on registers with nth threads (the best of 12
- * short passes), or 0 when the CPU has no AVX-512 BF16. */
-double   bm_peak_bf16(int nth);
-/* /proc/cpuinfo's model name (or "unknown"), and the ISA that matters. */
-void     bm_cpu_name(char *buf, size_t len);
-/* This process's VmRSS and VmHWM (/proc/self/status), in KiB. */
-int      bm_mem_kb(long *rss_kb, long *hwm_kb);
 
 /* ---- decode through the scheduler (bm_sched.c) ------------------------ */
 

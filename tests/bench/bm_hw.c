@@ -12,8 +12,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
-#include "tests/bench/bm.h"
+#include "tests/bench/bm_hw.h"
+
+double bm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double bm_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 /* Sums 8 vectors a step from `streams` places at once (four: the
  * 'read4' that bounds a GEMV, perf-anchors.md 1). */
@@ -91,8 +111,7 @@ int bm_measure_bw(int nth, size_t mb, double *rd1, double *rd4)
     return 0;
 }
 
-/* vdpbf16ps with 24 independent chains, registers only (as
- * tests/bench_fp8mm.c's peak_loop). */
+/* vdpbf16ps with 24 independent chains, registers only. */
 __attribute__((target("avx512f,avx512bf16"))) static float peak_loop(long iters)
 {
     __m512 acc[24];

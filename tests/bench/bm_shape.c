@@ -1,11 +1,10 @@
 /* bm_shape.c: the two model shapes of the benchmark (the published
  * config.json of Qwen2.5-0.5B and Llama-3.2-1B), the bytes a decode step
- * reads and the FLOPs a prefill does at each, and the benchmark's small
- * helpers (clock, median, RNG). */
+ * reads and the FLOPs a prefill does at each, and the RNG of the random
+ * models and ids. */
 #include "config.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 #include "tests/bench/bm.h"
 
@@ -51,25 +50,6 @@ double bm_prefill_flops(const bm_shape *sh, size_t n)
     layer_counts(sh, &lw, &lr);
     return 2.0 * t * sh->n_layers * lw + 2.0 * (double)sh->vocab * sh->dim +
            (double)sh->n_layers * sh->n_heads * 2.0 * hs * t * (t + 1);
-}
-
-double bm_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-double bm_median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* xorshift64*: fast, seeded, good enough for weights and token ids. */
