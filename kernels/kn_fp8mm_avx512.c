@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kn_avx512-int.h"
 #include "kernels/kn_fp8mm-int.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -384,36 +385,6 @@ static void avx_linear_w8a8(float *y, size_t ldy, const uint8_t *xq, size_t ldq,
 
 /* ---- prefill: large M ---------------------------------------------- */
 
-/* out[e] = column e of the 16x16 dword matrix in[row]: unpack 32, unpack
- * 64, then a 4x4 transpose of 128-bit lanes. */
-AI void tr16(const __m512i in[16], __m512i out[16])
-{
-    __m512i t[16], s[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 4; i++) {   /* s[4i + c], lane L: rows 4i..4i+3 of column 4L + c */
-        s[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        s[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        s[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        s[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-#pragma GCC unroll 16
-    for (int c = 0; c < 4; c++) {
-        __m512i a = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88);
-        __m512i b = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xDD);
-        __m512i d = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x88);
-        __m512i e = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xDD);
-        out[0 + c] = _mm512_shuffle_i32x4(a, d, 0x88);
-        out[8 + c] = _mm512_shuffle_i32x4(a, d, 0xDD);
-        out[4 + c] = _mm512_shuffle_i32x4(b, e, 0x88);
-        out[12 + c] = _mm512_shuffle_i32x4(b, e, 0xDD);
-    }
-}
-
 /* Panels [p, p+np) to bf16, layout wb[k pair][16 * np rows] (dwords). */
 static void widen_panels(uint32_t *wb, const kn_fp8w *w, size_t p, int np, const tabs *t)
 {
@@ -426,11 +397,11 @@ static void widen_panels(uint32_t *wb, const kn_fp8w *w, size_t p, int np, const
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++)
                 widen(_mm512_load_si512(src + r * KN_FP8W_KCHUNK), t, &r0[r], &r1[r]);
-            tr16(r0, o);
+            kn__tr16(r0, o);
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 _mm512_store_si512(wb + (c * 32 + (size_t)j) * stride + 16 * (size_t)v, o[j]);
-            tr16(r1, o);
+            kn__tr16(r1, o);
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 _mm512_store_si512(wb + (c * 32 + 16 + (size_t)j) * stride + 16 * (size_t)v, o[j]);
@@ -559,7 +530,7 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
 AI void store_tiled(uint32_t *dst, __m512i v[16])
 {
     __m512i o[16];
-    tr16(v, o);
+    kn__tr16(v, o);
 #pragma GCC unroll 16
     for (int j = 0; j < 16; j++)
         _mm512_mask_storeu_epi32(dst + (size_t)j * XT, (__mmask16)((1u << XT) - 1), o[j]);

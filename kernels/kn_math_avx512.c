@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kn_avx512-int.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -445,42 +446,6 @@ static void att_block_pv(att_pass *ap, const float *vb, size_t ldkv, size_t nk)
     }
 }
 
-/* r[0..15] (16 values of 16 rows) transposed in place: r[c] holds value
- * c of every row.  Pairs of rows interleaved, then 4-row groups per
- * 128-bit lane, then the lanes gathered: 64 shuffles for 256 values. */
-AI void tr16(__m512 r[16])
-{
-    __m512 t[16];
-
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* r[4g + c] lane L: rows 4g..4g+3 at value 4L + c */
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
-        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
-        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
-        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
-    }
-}
-
 /* qt[d][16 jb ..] for the 16 pairs of vector jb: 16 values of q at a
  * time, transposed in registers (zero for padding pairs). */
 static void att_load_qt(att_pass *ap, const float *const qrow[16], size_t jb)
@@ -489,13 +454,14 @@ static void att_load_qt(att_pass *ap, const float *const qrow[16], size_t jb)
 
     for (size_t d0 = 0; d0 < ap->hs; d0 += 16) {
         const __mmask16 mk = tail16(ap->hs, d0);
-        __m512 r[16];
+        __m512i r[16], o[16];
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
-            r[j] = qrow[j] ? _mm512_maskz_loadu_ps(mk, qrow[j] + d0) : _mm512_setzero_ps();
-        tr16(r);
+            r[j] = qrow[j] ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, qrow[j] + d0))
+                           : _mm512_setzero_si512();
+        kn__tr16(r, o);   /* o[c]: value c of every row */
         for (size_t c = 0; c < 16 && d0 + c < ap->hs; c++)
-            _mm512_store_ps(ap->qt + (d0 + c) * ld + 16 * jb, r[c]);
+            _mm512_store_ps(ap->qt + (d0 + c) * ld + 16 * jb, _mm512_castsi512_ps(o[c]));
     }
 }
 
