@@ -22,8 +22,9 @@ typedef struct kn_math_ops {
     const char *name;   /* "ref", "avx512" */
     /* y[m*ldy + n] = sum_k x[m*ldx + k] * W[n*K + k] (+ bias[n]) for
      * m in [0, M), n in [n0, n1).  W: [N, K] row-major of type wt; bias
-     * [N] or NULL.  f32 accumulation; the order of the sum is the
-     * variant's (results agree to rounding, not bit for bit). */
+     * [N] or NULL.  The reference sums in double and rounds once; the
+     * variants accumulate in f32 in their own order (results agree to
+     * rounding, not bit for bit). */
     void (*linear)(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                    const void *w, kn_wtype wt, size_t K, size_t n0, size_t n1,
                    const float *bias);
@@ -34,7 +35,7 @@ typedef struct kn_math_ops {
     void (*linear_packed)(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                           const void *wp, kn_wtype wt, size_t K, size_t N, size_t p0,
                           size_t p1, const float *bias);
-    float (*dot)(const float *a, const float *b, size_t n);
+    float (*dot)(const float *a, const float *b, size_t n);   /* summed as linear's */
     void  (*axpy)(float *y, float a, const float *x, size_t n);  /* y += a * x */
     /* g = silu(g) * u = g / (1 + exp(-g)) * u (the SwiGLU gate); the
      * reference is kn_silu_mul (libm expf), a variant's exp may differ
