@@ -661,6 +661,26 @@ START_TEST(test_model_logits_batch_and_cache)
         ck_assert_msg(max_diff(o1, l1, n1 * V) <= 1e-3f, "%s/%s prompt1", g_models[_i].dir, ops->name);
         ck_assert_msg(max_diff(o2, l2, n2 * V) <= 1e-3f, "%s/%s prompt2", g_models[_i].dir, ops->name);
         ck_assert(eng_seq_len(s1) == n1 && eng_seq_len(s2) == n2);
+        /* last rows only, of many items at once: lm_head runs for up to
+         * 16 of them per pass (forward.c), so 18 items take two passes */
+        enum { NB = 18 };
+        eng_seq *sb[NB];
+        eng_batch_item ib[NB];
+        float *ob = malloc((size_t)NB * V * 4);
+        for (int b = 0; b < NB; b++) {
+            sb[b] = eng_seq_new(m, n1 > n2 ? n1 : n2);
+            ib[b] = (eng_batch_item){sb[b], b % 2 ? id2->data : id1->data, b % 2 ? n2 : n1,
+                                     false, ob + (size_t)b * V};
+        }
+        ck_assert_msg(eng_forward(m, ib, NB, err, sizeof(err)) == 0, "%s", err);
+        for (int b = 0; b < NB; b++) {
+            const float *want = b % 2 ? l2 + (n2 - 1) * V : l1 + (n1 - 1) * V;
+            ck_assert_msg(max_diff(ob + (size_t)b * V, want, V) <= 1e-3f,
+                          "%s/%s batch of %d, item %d: last row", g_models[_i].dir, ops->name,
+                          NB, b);
+            eng_seq_free(sb[b]);
+        }
+        free(ob);
         /* token by token */
         eng_seq_truncate(s2, 0);
         for (size_t t = 0; t < n2; t++) {
