@@ -103,18 +103,20 @@ static void avx_linear(float *y, size_t ldy, const float *x, size_t ldx, size_t 
 }
 
 /* Packed panels: rows of x broadcast one k at a time against 32 weights
- * (two vectors); MR rows x 2 vectors of accumulators, 12 for MR = 6. */
+ * (two vectors); MR rows x 2 vectors of accumulators, 24 for MR = 12, so
+ * that each widened weight pair serves up to 12 rows (with 6, a batch of
+ * 8 decode rows read and widened every panel twice). */
 AI void ptile(float *y, size_t ldy, const float *x, size_t ldx, const void *wp, kn_wtype wt,
               size_t K, size_t n_valid, const float *bias, const int MR)
 {
-    __m512 acc[6][2];
-#pragma GCC unroll 6
+    __m512 acc[12][2];
+#pragma GCC unroll 12
     for (int i = 0; i < MR; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (size_t k = 0; k < K; k++) {
         __m512 w0 = wload(wp, wt, k * KN_PANEL, 0xFFFF);
         __m512 w1 = wload(wp, wt, k * KN_PANEL + 16, 0xFFFF);
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
             __m512 xb = _mm512_set1_ps(x[i * ldx + k]);
             acc[i][0] = _mm512_fmadd_ps(xb, w0, acc[i][0]);
@@ -125,7 +127,7 @@ AI void ptile(float *y, size_t ldy, const float *x, size_t ldx, const void *wp, 
     __mmask16 m1 = n_valid >= 32 ? 0xFFFF : n_valid <= 16 ? 0 : (__mmask16)((1u << (n_valid - 16)) - 1);
     __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
     __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 6
+#pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         _mm512_mask_storeu_ps(y + i * ldy, m0, _mm512_add_ps(acc[i][0], b0));
         _mm512_mask_storeu_ps(y + i * ldy + 16, m1, _mm512_add_ps(acc[i][1], b1));
@@ -141,14 +143,13 @@ AI void linear_packed_t(float *y, size_t ldy, const float *x, size_t ldx, size_t
         const void *w = (const char *)wp + p * K * KN_PANEL * es;
         size_t n0 = p * KN_PANEL, nv = N - n0 < KN_PANEL ? N - n0 : KN_PANEL, m = 0;
         const float *b = bias ? bias + n0 : NULL;
-        for (; m + 6 <= M; m += 6)
-            ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 6);
+        for (; m + 12 <= M; m += 12)
+            ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 12);
         switch (M - m) {
-        case 5: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 5); break;
-        case 4: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 4); break;
-        case 3: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 3); break;
-        case 2: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 2); break;
-        case 1: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, 1); break;
+#define PT(MR)                                                                   \
+    case MR: ptile(y + m * ldy + n0, ldy, x + m * ldx, ldx, w, wt, K, nv, b, MR); break
+        PT(11); PT(10); PT(9); PT(8); PT(7); PT(6); PT(5); PT(4); PT(3); PT(2); PT(1);
+#undef PT
         default: break;
         }
     }

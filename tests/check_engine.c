@@ -482,14 +482,15 @@ END_TEST
 START_TEST(test_linear_packed_matches_ref)
 {
     const kn_math_ops *ref = kn_math_variant(0), *v = kn_math_variant(_i);
-    static const size_t Ms[] = {1, 5, 6, 7, 13}, Ns[] = {1, 17, 32, 33, 70}, Ks[] = {1, 16, 17, 172};
+    static const size_t Ms[] = {1, 5, 7, 8, 11, 13, 25}, Ns[] = {1, 17, 32, 33, 70},
+                        Ks[] = {1, 16, 17, 172};
     unsigned seed = 11;
     if (!kn_math_usable(v) || v->linear_packed == NULL) {
         printf("SKIP %s packed: not supported here\n", v->name);
         return;
     }
     for (int wt = 0; wt < 3; wt++)
-        for (size_t a = 0; a < 5; a++)
+        for (size_t a = 0; a < sizeof(Ms) / sizeof(Ms[0]); a++)
             for (size_t b = 0; b < 5; b++)
                 for (size_t c = 0; c < 4; c++) {
                     size_t M = Ms[a], N = Ns[b], K = Ks[c], np = (N + KN_PANEL - 1) / KN_PANEL;
