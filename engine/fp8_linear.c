@@ -20,9 +20,21 @@
 /* The FP8 product's work below which one thread runs it (forward.c's
  * PAR_MIN_WORK: a parallel region costs more than a small product). */
 #define FP8_PAR_MIN_WORK (1L << 18)
-/* Rows from which the prefill kernels beat the small-M tiles
- * (kernels/kn_fp8mm.h: they cross over near M = 10). */
+/* Rows above which the activations are quantized inside the product's
+ * parallel region (each thread its share, then a barrier) instead of
+ * before it. */
 #define FP8_PREFILL_ROWS 8
+
+/* Whether the prefill kernels beat the small-M tiles for rows x K.
+ * Measured (W8A8, 2 threads, weights from DRAM, GFLOP/s prefill vs
+ * small-M): K = 2048, M = 6: 335 vs 291, M = 8: 439 vs 352; K = 8192,
+ * M = 8: 316 vs 383, M = 10: 364 vs 358.  Long rows favour the small-M
+ * tiles (likely the prefill kernels' k blocks, whose sums pass through y,
+ * and a 512 KiB widened pair, which few rows do not amortise). */
+static bool prefill_pays(size_t rows, size_t K)
+{
+    return rows >= (K <= 4096 ? 6 : 10);
+}
 
 static int n_threads(const eng_model *m)
 {
@@ -249,7 +261,7 @@ static bool grp_plan(eng_model *m, grp *g, int nth)
     /* Large M: the prefill kernels for W8A8 and bf16 products (the exact
      * f32 product has none); without their scratch the small-M kernels
      * still give the answer. */
-    g->prefill = (any_w8a8 || g->bf16) && g->rows > FP8_PREFILL_ROWS &&
+    g->prefill = (any_w8a8 || g->bf16) && prefill_pays(g->rows, g->K) &&
                  reserve_scratch(f, kn_fp8mm_scratch_size(w0), nth) == 0;
     if (g->prefill) {
         /* about 8 chunks per thread and row block: small enough to even

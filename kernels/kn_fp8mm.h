@@ -37,11 +37,12 @@
  * FP8 panel to bf16 once, reuse it across all rows); same error bounds.
  *
  * Which to call (AVX-512 variant, measured by tests/bench_fp8mm on the
- * project machine): for M <= 8 the linear* entries (M = 1 streams the
+ * project machine): for few rows the linear* entries (M = 1 streams the
  * weights at the read bandwidth with both cores; linear is compute-bound
  * near 40 G weights/s per core, so it needs both cores to reach it), for
- * larger M the prefill entries (about 80-85% of the vdpbf16ps peak from
- * M = 128; they cross over the small-M tiles at M ~ 10).
+ * more the prefill entries (about 80-85% of the vdpbf16ps peak from
+ * M = 128; they overtake the small-M tiles at M ~ 6 for K = 2048 and
+ * M ~ 10 for K = 8192: engine/fp8_linear.c, prefill_pays).
  */
 #ifndef FP8D_KN_FP8MM_H
 #define FP8D_KN_FP8MM_H
