@@ -50,8 +50,7 @@ typedef struct eng_scratch {
     size_t att_cap;
     int   *row_pos;  /* [rows] absolute position of each row */
     int   *row_item; /* [rows] batch item of each row */
-    float *logits;   /* [LOGITS_GROUP, vocab] lm_head rows of a batch (forward.c) */
-    size_t logits_cap;
+    float *logits;   /* [LOGITS_GROUP, vocab] lm_head rows of a batch (forward.c), or NULL */
 } eng_scratch;
 
 struct eng_model {

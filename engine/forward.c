@@ -402,12 +402,8 @@ static void logits_group(eng_model *m, const size_t *src, float *const *dst, siz
     eng_scratch *s = &m->s;
     size_t d = (size_t)m->cfg.dim, V = (size_t)m->cfg.vocab_size;
 
-    if (n > 1 && s->logits_cap < n * V) {
-        kn_free(s->logits);
-        s->logits_cap = 0;
-        if ((s->logits = kn_alloc(LOGITS_GROUP * V * sizeof(float))) != NULL)
-            s->logits_cap = LOGITS_GROUP * V;
-    }
+    if (n > 1 && s->logits == NULL)   /* kept with the scratch; its size never changes */
+        s->logits = kn_alloc(LOGITS_GROUP * V * sizeof(float));
     if (n == 1 || s->logits == NULL) {
         for (size_t j = 0; j < n; j++) {
             par_rmsnorm(m, s->xb + src[j] * d, s->x + src[j] * d, m->final_norm, 1);
