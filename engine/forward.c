@@ -157,7 +157,7 @@ static void par_rmsnorm(const eng_model *m, float *y, const float *x, const floa
 #pragma omp parallel for schedule(static) num_threads(n_threads_of(m)) \
     if ((long)(rows * d) >= PAR_MIN_WORK / 16)
     for (size_t r = 0; r < rows; r++)
-        kn_rmsnorm(y + r * d, x + r * d, w, d, m->cfg.rms_eps);
+        m->ops->rmsnorm(y + r * d, x + r * d, w, d, m->cfg.rms_eps);
 }
 
 /* Qwen3 q/k norm, then RoPE at each row's position, on q and k in place. */
@@ -174,12 +174,12 @@ static void qk_rotate(const eng_model *m, const eng_layer *L, size_t rows)
         eng__rope_cos_sin(m, s->row_pos[r], cs, sn);
         for (int h = 0; h < c->n_heads; h++) {
             if (L->q_norm)
-                kn_rmsnorm(q + h * hs, q + h * hs, L->q_norm, hs, c->rms_eps);
+                m->ops->rmsnorm(q + h * hs, q + h * hs, L->q_norm, hs, c->rms_eps);
             kn_rope_half(q + h * hs, cs, sn, (size_t)m->rot_dim);
         }
         for (int h = 0; h < c->n_kv_heads; h++) {
             if (L->k_norm)
-                kn_rmsnorm(k + h * hs, k + h * hs, L->k_norm, hs, c->rms_eps);
+                m->ops->rmsnorm(k + h * hs, k + h * hs, L->k_norm, hs, c->rms_eps);
             kn_rope_half(k + h * hs, cs, sn, (size_t)m->rot_dim);
         }
     }
@@ -412,7 +412,7 @@ static void logits_group(eng_model *m, const size_t *src, float *const *dst, siz
         return;
     }
     for (size_t j = 0; j < n; j++)
-        kn_rmsnorm(s->xb + j * d, s->x + src[j] * d, m->final_norm, d, m->cfg.rms_eps);
+        m->ops->rmsnorm(s->xb + j * d, s->x + src[j] * d, m->final_norm, d, m->cfg.rms_eps);
     par_linear(m, s->logits, V, s->xb, d, n, &m->lm_head);
     for (size_t j = 0; j < n; j++)
         memcpy(dst[j], s->logits + j * V, V * sizeof(float));

@@ -41,6 +41,10 @@ typedef struct kn_math_ops {
      * reference is kn_silu_mul (libm expf), a variant's exp may differ
      * from it by a few ulp (within 2^-20 relative of the exact value). */
     void  (*silu_mul)(float *g, const float *u, size_t n);
+    /* kn_rmsnorm: y = w * (x * r), r = 1 / sqrt(mean(x^2) + eps) with the
+     * sum of squares in double (the reference is kn_rmsnorm; a variant
+     * sums in another order, so r may differ by an ulp).  y may be x. */
+    void  (*rmsnorm)(float *y, const float *x, const float *w, size_t n, float eps);
     /* Softmax attention of nq query rows x nh heads that share one key/value
      * head (a GQA group): for row i, head h, with q_ih = q[i*ldq + h*hs ..]
      * (hs values) and keys t in [lo[i], hi[i]) (hi > lo),

@@ -204,8 +204,8 @@ static void ref_attention(float *out, size_t ldo, const float *q, size_t ldq, si
         }
 }
 
-static const kn_math_ops g_ref = {"ref", ref_linear, ref_linear_packed, ref_dot, ref_axpy,
-                                  kn_silu_mul, ref_attention};
+static const kn_math_ops g_ref = {"ref",    ref_linear,  ref_linear_packed, ref_dot, ref_axpy,
+                                  kn_silu_mul, kn_rmsnorm, ref_attention};
 
 #ifdef HAVE_KN_AVX512
 extern const kn_math_ops kn__math_avx512;

@@ -1,5 +1,5 @@
 /* check_kernels.c: the kernels/ suite: the FP8 codec, and the
- * math kernels of kn_math_ops (silu_mul, attention) against double.
+ * math kernels of kn_math_ops (silu_mul, rmsnorm, attention) against double.
  * Every compiled-in variant against the reference bit for bit (random and
  * adversarial data, tail lengths), the committed vectors in
  * tests/data/fp8 through kn_init(<variant>) (the forced-variant path the
@@ -592,6 +592,47 @@ START_TEST(test_silu_mul_matches_double)
 }
 END_TEST
 
+/* rmsnorm of every kn_math variant against the value in double, y =
+ * w * x / sqrt(mean(x^2) + eps): the sum of squares is kept in double by
+ * every variant, so only the f32 rounding of r and the two products
+ * remain (3 roundings: 2^-22 relative); in place (y = x) as the engine's
+ * Qwen3 q/k norms run it.  Lengths up to 4099 with every tail, x spread
+ * over 2^-10..2^10 so that the squares span 40 binades, eps 0 and 1e-6. */
+START_TEST(test_rmsnorm_matches_double)
+{
+    const kn_math_ops *v = kn_math_variant(_i);
+    static float x[MAX_LEN], w[MAX_LEN], y[MAX_LEN];
+    if (!kn_math_usable(v)) {
+        fprintf(stderr, "SKIP math %s rmsnorm: not supported by this CPU\n", v->name);
+        return;
+    }
+    for (size_t li = 0; li < N_LENS; li++) {
+        size_t n = kLens[li];
+        if (n == 0)
+            continue;
+        for (int e = 0; e < 2; e++) {
+            float eps = e ? 1e-6f : 0.0f;
+            double ss = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                double mag = ldexp(1.0 + rnd32() / 4294967296.0, (int)(rnd32() % 21) - 10);
+                x[i] = (float)(rnd32() & 1 ? -mag : mag);
+                w[i] = (float)(rnd32() / 4294967296.0 * 2.0 - 1.0);
+                ss += (double)x[i] * x[i];
+            }
+            double r = 1.0 / sqrt(ss / (double)n + eps);
+            memcpy(y, x, n * sizeof(float));
+            v->rmsnorm(y, y, w, n, eps);
+            for (size_t i = 0; i < n; i++) {
+                double want = (double)w[i] * x[i] * r;
+                ck_assert_msg(fabs(y[i] - want) <= 0x1p-22 * fabs(want),
+                              "%s n=%zu eps=%g: y[%zu] = %.9g, want %.9g", v->name, n,
+                              (double)eps, i, (double)y[i], want);
+            }
+        }
+    }
+}
+END_TEST
+
 /* attention of every kn_math variant against softmax attention computed
  * here in double.  Shapes: head sizes around the 16-lane vector (1, 17,
  * 64, 80), GQA groups of 1 to 8 heads, 1 to 8 rows; row i attends to
@@ -707,6 +748,7 @@ static Suite *kernels_suite(void)
 
     tc = tcase_create("math");
     tcase_add_loop_test(tc, test_silu_mul_matches_double, 0, kn_math_variant_count());
+    tcase_add_loop_test(tc, test_rmsnorm_matches_double, 0, kn_math_variant_count());
     tcase_add_loop_test(tc, test_attention_matches_double, 0, kn_math_variant_count());
     suite_add_tcase(s, tc);
     return s;
