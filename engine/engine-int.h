@@ -51,6 +51,8 @@ typedef struct eng_scratch {
     int   *row_pos;  /* [rows] absolute position of each row */
     int   *row_item; /* [rows] batch item of each row */
     float *logits;   /* [LOGITS_GROUP, vocab] lm_head rows of a batch (forward.c), or NULL */
+    struct eng_batch_item *kept;   /* [kept_cap] the last layer's items after pruning (forward.c) */
+    size_t kept_cap;
 } eng_scratch;
 
 struct eng_model {

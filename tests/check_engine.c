@@ -682,6 +682,39 @@ START_TEST(test_model_logits_batch_and_cache)
             eng_seq_free(sb[b]);
         }
         free(ob);
+        /* The last layer runs on the rows whose logits are asked for
+         * only (forward.c, keep_rows): a mix of last-row, no-logits,
+         * empty and all-rows items, then the no-logits item's last token
+         * through the cache it left (its last layer's keys and values
+         * must hold every row). */
+        {
+            eng_seq *sm[5];
+            float *om = malloc((size_t)(n2 + 3) * V * 4);
+            for (int b = 0; b < 5; b++)
+                sm[b] = eng_seq_new(m, n1 > n2 ? n1 : n2);
+            eng_batch_item im[5] = {
+                {sm[0], id1->data, n1, false, om},
+                {sm[1], id2->data, n2 - 1, false, NULL},
+                {sm[2], id1->data, 0, false, om + V},
+                {sm[3], id2->data, n2, true, om + 3 * (size_t)V},
+                {sm[4], id1->data, 2, false, om + 2 * (size_t)V},
+            };
+            ck_assert_msg(eng_forward(m, im, 5, err, sizeof(err)) == 0, "%s", err);
+            ck_assert_msg(max_diff(om, l1 + (n1 - 1) * V, V) <= 1e-3f, "%s mixed: last row",
+                          ops->name);
+            ck_assert_msg(max_diff(om + 2 * (size_t)V, l1 + V, V) <= 1e-3f,
+                          "%s mixed: 2-token item", ops->name);
+            ck_assert_msg(max_diff(om + 3 * (size_t)V, l2, n2 * V) <= 1e-3f,
+                          "%s mixed: all rows", ops->name);
+            ck_assert(eng_seq_len(sm[1]) == n2 - 1 && eng_seq_len(sm[2]) == 0);
+            eng_batch_item last = {sm[1], (const int32_t *)id2->data + n2 - 1, 1, false, om};
+            ck_assert_msg(eng_forward(m, &last, 1, err, sizeof(err)) == 0, "%s", err);
+            ck_assert_msg(max_diff(om, l2 + (n2 - 1) * V, V) <= 1e-3f,
+                          "%s mixed: step after a prompt without logits", ops->name);
+            for (int b = 0; b < 5; b++)
+                eng_seq_free(sm[b]);
+            free(om);
+        }
         /* token by token */
         eng_seq_truncate(s2, 0);
         for (size_t t = 0; t < n2; t++) {
