@@ -44,10 +44,12 @@ extern const char *const bm_phase_name[BM_N_PHASES];
  * a 4-byte scale a row; lm_head so too when fp8_head, else BF16); norms,
  * biases and the KV cache are left out (under 0.1%). */
 double bm_decode_bytes(const bm_shape *sh, int mode, int fp8_head);
-/* FLOPs of one prefill of n tokens with the logits of the last only:
- * 2 per weight per token for the Linears, 2 per weight for lm_head once,
- * and causal attention, 2 * head_size * n * (n + 1) per head and layer
- * (q.k and p.v). */
+/* FLOPs of one prefill of n tokens with the logits of the last only, as
+ * the engine does them: 2 per weight per token for the Linears, 2 per
+ * weight for lm_head once, and causal attention, 2 * head_size * n *
+ * (n + 1) per head and layer (q.k and p.v); the last layer runs o, the
+ * MLP and attention for the last token alone (engine/forward.c,
+ * keep_rows). */
 double bm_prefill_flops(const bm_shape *sh, size_t n);
 
 /* ---- small helpers (bm_shape.c; the clock and median: bm_hw.h) ------- */

@@ -47,9 +47,14 @@ double bm_decode_bytes(const bm_shape *sh, int mode, int fp8_head)
 double bm_prefill_flops(const bm_shape *sh, size_t n)
 {
     double lw, lr, hs = sh->dim / sh->n_heads, t = (double)n;
+    double qkv = (sh->n_heads + 2.0 * sh->n_kv) * hs * sh->dim;
     layer_counts(sh, &lw, &lr);
-    return 2.0 * t * sh->n_layers * lw + 2.0 * (double)sh->vocab * sh->dim +
-           (double)sh->n_layers * sh->n_heads * 2.0 * hs * t * (t + 1);
+    /* every layer but the last on every token; the last one's q, k and v
+     * on every token, its o, MLP and attention on the last token only */
+    return 2.0 * t * (sh->n_layers - 1) * lw + 2.0 * t * qkv + 2.0 * (lw - qkv) +
+           2.0 * (double)sh->vocab * sh->dim +
+           (sh->n_layers - 1.0) * sh->n_heads * 2.0 * hs * t * (t + 1) +
+           sh->n_heads * 4.0 * hs * t;
 }
 
 /* xorshift64*: fast, seeded, good enough for weights and token ids. */
