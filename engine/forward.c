@@ -406,7 +406,7 @@ static size_t keep_rows(eng_model *m, const eng_batch_item *items, size_t n_item
 /* One layer over rows; with prune (the last layer, see keep_rows) only
  * the kept rows go on past the caches, described by s->kept. */
 static void layer_forward(eng_model *m, int li, const eng_batch_item *items, size_t n_items,
-                            size_t rows, bool prune)
+                          size_t rows, bool prune)
 {
     const eng_model_config *c = &m->cfg;
     const eng_layer *L = &m->layers[li];
