@@ -1,12 +1,20 @@
 /* kn_avx512-int.h: register-level helpers the AVX-512 files of kernels/
  * share.  Included only by files compiled with the AVX-512 flags
- * (kn_fp8mm_avx512.c, kn_math_avx512.c); every helper is static and
- * always inlined, so no out-of-line AVX-512 copy can reach base-ISA code
- * through the linker (style.md Part 2 section 8). */
+ * (kn_avx512.c, kn_fp8mm_avx512.c, kn_math_avx512.c); every helper is
+ * static and always inlined, so no out-of-line AVX-512 copy can reach
+ * base-ISA code through the linker (style.md Part 2 section 8). */
 #ifndef FP8D_KN_AVX512_INT_H
 #define FP8D_KN_AVX512_INT_H
 
 #include <immintrin.h>
+#include <stddef.h>
+
+/* The lanes of the 16 values from i that lie below n: all, a prefix, or
+ * none.  Tails use masked loads and stores, so callers never pad. */
+static inline __attribute__((always_inline)) __mmask16 kn__mask16(size_t n, size_t i)
+{
+    return i >= n ? 0 : n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+}
 
 /* out[e] = column e of the 16x16 dword matrix in[row] (in and out may not
  * alias): unpack 32, unpack 64, then a 4x4 transpose of 128-bit lanes; 64

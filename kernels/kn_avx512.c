@@ -13,18 +13,12 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kn_avx512-int.h"
 #include "kernels/kn_codec-int.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 enum src_kind { SRC_F32, SRC_BF16, SRC_F16 };
-
-/* Mask for the first min(16, n) lanes: the tails use masked loads and
- * stores, so callers never pad. */
-ALWAYS_INLINE __mmask16 tail_mask(size_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-}
 
 /* Loads 16 elements (lanes outside m read as 0, never touched in memory)
  * and widens them exactly to f32. */
@@ -204,7 +198,7 @@ ALWAYS_INLINE void enc_loop(uint8_t *dst, const void *src, size_t n, enum src_ki
         _mm512_storeu_si512((void *)(dst + i), _mm512_permutexvar_epi32(perm, p));
     }
     for (; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
+        __mmask16 m = kn__mask16(n, i);
         _mm512_mask_cvtepi32_storeu_epi8(dst + i, m, enc16(src, i, m, kind, fmt, sat, divide, scale, st));
     }
 }
@@ -305,7 +299,7 @@ ALWAYS_INLINE void dec_loop(float *dst, const uint8_t *src, size_t n, kn_fp8_for
         _mm512_storeu_ps(dst + i, _mm512_mul_ps(dec16(c, fmt), scale));
     }
     if (i < n) {
-        __mmask16 m = tail_mask(n - i);
+        __mmask16 m = kn__mask16(n, i);
         __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, src + i));
         _mm512_mask_storeu_ps(dst + i, m, _mm512_mul_ps(dec16(c, fmt), scale));
     }
@@ -343,7 +337,7 @@ ALWAYS_INLINE float amax_loop(const void *x, size_t n, size_t *n_nan, enum src_k
         }
     }
     for (; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
+        __mmask16 m = kn__mask16(n, i);
         __m512i a = _mm512_and_si512(_mm512_castps_si512(load16(x, i, m, kind)), abs_mask);
         __mmask16 ok = _mm512_mask_cmple_epu32_mask(m, a, inf);
         nan += (size_t)__builtin_popcount((unsigned)(m & (__mmask16)~ok));

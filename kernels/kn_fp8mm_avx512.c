@@ -66,11 +66,6 @@ AI void widen(__m512i codes, const tabs *t, __m512i *w0, __m512i *w1)
     *w1 = _mm512_unpackhi_epi8(l, h);
 }
 
-AI __mmask16 mask16(size_t K, size_t k)
-{
-    return k >= K ? 0 : K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-}
-
 AI __m512 dp(__m512 acc, __m512i a, __m512i b)
 {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
@@ -108,7 +103,7 @@ AI void act_prep(const int MODE, const dargs *a, size_t m, size_t c, __m512 xf[4
     __m512 v[4];
 #pragma GCC unroll 16
     for (int j = 0; j < 4; j++)
-        v[j] = _mm512_maskz_loadu_ps(mask16(K, k0 + 16 * j), xr + k0 + 16 * j);
+        v[j] = _mm512_maskz_loadu_ps(kn__mask16(K, k0 + 16 * j), xr + k0 + 16 * j);
     if (MODE == MODE_BF16) {
         xb[0] = (__m512i)_mm512_cvtne2ps_pbh(v[1], v[0]);
         xb[1] = (__m512i)_mm512_cvtne2ps_pbh(v[3], v[2]);
@@ -451,7 +446,7 @@ AI void ptile(const int W8, const int MR, const int NV, const int BLK, const par
 
 #pragma GCC unroll 16
     for (int v = 0; v < NV; v++)
-        mk[v] = mask16(w->N, (p + (size_t)v) * KN_FP8W_PANEL);
+        mk[v] = kn__mask16(w->N, (p + (size_t)v) * KN_FP8W_PANEL);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 16
@@ -550,8 +545,8 @@ static void convert_f32(uint32_t *xb, size_t kp, const float *x, size_t ldx, siz
                 __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
                 if (i < XT && t + (size_t)i < mb) {
                     const float *r = x + (t + (size_t)i) * ldx;
-                    a = _mm512_maskz_loadu_ps(mask16(K, k), r + k);
-                    b = _mm512_maskz_loadu_ps(mask16(K, k + 16), r + k + 16);
+                    a = _mm512_maskz_loadu_ps(kn__mask16(K, k), r + k);
+                    b = _mm512_maskz_loadu_ps(kn__mask16(K, k + 16), r + k + 16);
                 }
                 v[i] = (__m512i)_mm512_cvtne2ps_pbh(b, a);
             }

@@ -123,8 +123,7 @@ AI void ptile(float *y, size_t ldy, const float *x, size_t ldx, const void *wp, 
             acc[i][1] = _mm512_fmadd_ps(xb, w1, acc[i][1]);
         }
     }
-    __mmask16 m0 = n_valid >= 16 ? 0xFFFF : (__mmask16)((1u << n_valid) - 1);
-    __mmask16 m1 = n_valid >= 32 ? 0xFFFF : n_valid <= 16 ? 0 : (__mmask16)((1u << (n_valid - 16)) - 1);
+    __mmask16 m0 = kn__mask16(n_valid, 0), m1 = kn__mask16(n_valid, 16);
     __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
     __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 12
@@ -193,11 +192,6 @@ static void avx_axpy(float *y, float a, const float *x, size_t n)
 }
 
 /* Lanes of a 16-float vector at offset c of n values (0 past the end). */
-AI __mmask16 tail16(size_t n, size_t c)
-{
-    return c >= n ? 0 : n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
-}
-
 /* exp(x), 16 lanes: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in
  * two parts, the high one exact for |n| < 2^10), e^r by its Taylor series
  * to degree 7 (truncation under 2^-27 relative), 2^n applied by vscalefps
@@ -228,7 +222,7 @@ static void avx_silu_mul(float *g, const float *u, size_t n)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {
-        __mmask16 mk = tail16(n, i);
+        __mmask16 mk = kn__mask16(n, i);
         __m512 gv = _mm512_maskz_loadu_ps(mk, g + i), uv = _mm512_maskz_loadu_ps(mk, u + i);
         __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
         __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
@@ -260,7 +254,7 @@ static void avx_rmsnorm(float *y, const float *x, const float *w, size_t n, floa
         _mm512_add_pd(_mm512_add_pd(s[0], s[1]), _mm512_add_pd(s[2], s[3])));
     __m512 r = _mm512_set1_ps((float)(1.0 / sqrt(ss / (double)n + eps)));
     for (i = 0; i < n; i += 16) {
-        __mmask16 mk = tail16(n, i);
+        __mmask16 mk = kn__mask16(n, i);
         __m512 v = _mm512_maskz_loadu_ps(mk, x + i), wv = _mm512_maskz_loadu_ps(mk, w + i);
         _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(wv, _mm512_mul_ps(v, r)));
     }
@@ -416,7 +410,7 @@ AI void att_pv_tile(att_pass *ap, size_t p, const float *vb, size_t ldv, size_t 
 
 #pragma GCC unroll 4
     for (int e = 0; e < 4; e++)
-        mk[e] = tail16(ap->hs, c0 + 16 * (size_t)e);
+        mk[e] = kn__mask16(ap->hs, c0 + 16 * (size_t)e);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         const __m512 cv = _mm512_set1_ps(ap->corr[p + (size_t)r]);
@@ -452,7 +446,7 @@ static void att_pack_v(att_pass *ap, const float *vb, size_t ldkv, size_t nk, si
         for (size_t e = 0; e < 4; e++) {
             size_t c = c0 + 16 * e;
             _mm512_store_ps(ap->vp + t * 64 + 16 * e,
-                            _mm512_maskz_loadu_ps(tail16(ap->hs, c), vb + t * ldkv + c));
+                            _mm512_maskz_loadu_ps(kn__mask16(ap->hs, c), vb + t * ldkv + c));
         }
 }
 
@@ -484,7 +478,7 @@ static void att_load_qt(att_pass *ap, const float *const qrow[16], size_t jb)
     const size_t ld = ap->npv * 16;
 
     for (size_t d0 = 0; d0 < ap->hs; d0 += 16) {
-        const __mmask16 mk = tail16(ap->hs, d0);
+        const __mmask16 mk = kn__mask16(ap->hs, d0);
         __m512i r[16], o[16];
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
@@ -546,7 +540,7 @@ static void att_run_pass(att_pass *ap, const float *k, const float *v, size_t ld
         const float *ob = ap->ob + p * ap->hsp;
         const __m512 inv = _mm512_set1_ps(1.0f / ap->l[p]);
         for (size_t c = 0; c < ap->hs; c += 16)
-            _mm512_mask_storeu_ps(ap->orow[p] + c, tail16(ap->hs, c),
+            _mm512_mask_storeu_ps(ap->orow[p] + c, kn__mask16(ap->hs, c),
                                   _mm512_mul_ps(_mm512_load_ps(ob + c), inv));
     }
 }
