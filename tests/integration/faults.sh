@@ -93,7 +93,7 @@ ready || { cat "$work/log_e"; finish; }
 "$loadgen" --url "$url" --conns 64 --duration 3 --mix 1:3:0 --max-tokens 64:256 \
     --abort-pct 100 --seed 5 > "$work/lg_e0" 2>&1
 check "e: warm-up round of hang-ups without failures" [ $? = 0 ]
-settled
+check "e: after the warm-up round nothing runs or waits" settled
 base=$(rss "$daemon_pid")
 "$loadgen" --url "$url" --conns 64 --duration 4 --mix 1:3:0 --max-tokens 64:256 \
     --abort-pct 100 --seed 6 > "$work/lg_e" 2>&1
@@ -108,10 +108,19 @@ c=$(sed -n 's/^fp8d:requests_cancelled_total{[^}]*reason="client_disconnect"} //
 check "e: $c sequences cancelled for client_disconnect" [ "${c:-0}" -ge 1 ]
 after=$(rss "$daemon_pid")
 echo "e: RSS after the warm-up round ${base} kB, after the second round ${after} kB"
+# The allowance is 10% plus 4 MiB: 64 connections' worth of what the
+# server may hold between rounds without owning it for a request (each
+# connection's 32 KiB libmicrohttpd pool and a response buffer, cached
+# by malloc rather than returned).  The RSS of the same daemon wanders by
+# that much from round to round with no trend (seen here: 8 rounds within
+# 1.5 MB of 24 MB), so 10% alone failed now and then under 'make -j2
+# check'.  A leaked KV cache, or 8 KiB leaked per abandoned request (the
+# round abandons ~1600), is still well above it.
 if $asan; then
     echo "e: ASan build: RSS not checked"
 else
-    check "e: RSS within 10% of the level after the warm-up round" [ "$after" -le $((base + base / 10)) ]
+    check "e: RSS within 10% + 4 MiB of the level after the warm-up round" \
+        [ "$after" -le $((base + base / 10 + 4096)) ]
 fi
 check "e: a completion still succeeds" complete_ok
 kill -TERM "$daemon_pid"
