@@ -2,9 +2,11 @@
  * and tests/bench/bm_*.c; issue 7): the model shapes and their byte and
  * FLOP counts (bm_shape.c), the random models and their tokenizer
  * (bm_write.c), this machine's limits and this process's memory
- * (bm_hw.c), and decode through the scheduler (bm_sched.c).
+ * (bm_hw.c), decode through the scheduler (bm_sched.c), and the
+ * persistent children that interleave the modes' repetitions (bm_worker.c).
  * One program links these files; nothing here keeps global state but the
- * random-weight table of bm_write.c (filled once by bm_norm_table_init).
+ * random-weight table of bm_write.c (filled once by bm_norm_table_init)
+ * and bm_worker.c's list of live workers.
  * Errors: negative errno, with a sentence in err where the call takes one. */
 #ifndef FP8D_TESTS_BM_H
 #define FP8D_TESTS_BM_H
@@ -92,5 +94,37 @@ int    bm_sched_open(bm_sched **out, const char *dir, int nth, const eng_fp8_opt
  * token to the last token.  < 0 on error (err says). */
 double bm_sched_decode8(bm_sched *s, int steps, char *err, size_t errlen);
 void   bm_sched_close(bm_sched *s);                 /* NULL ok */
+
+/* ---- persistent children (bm_worker.c) -------------------------------- */
+
+/* What a worker runs, in a forked child (or in this process when inproc,
+ * for a debugger).  open sets *state up from ctx (a model loaded, say);
+ * rep runs repetition r at thread-count index ti and fills out[rep_size];
+ * close fills out[fin_size] with the summary (out NULL: none wanted) and
+ * frees the state.  open and rep return 0 or a negative errno with a
+ * sentence in err; open frees what it set up when it fails. */
+typedef struct bm_worker_ops {
+    int    (*open)(const void *ctx, void **state, char *err, size_t errlen);
+    int    (*rep)(void *state, int ti, int r, void *out, char *err, size_t errlen);
+    void   (*close)(void *state, void *out);
+    size_t rep_size, fin_size;
+} bm_worker_ops;
+
+typedef struct bm_worker bm_worker;
+
+/* Forks a worker and waits until its open returned; ctx is read in the
+ * child only (it must stay valid until then, no longer).  Everything that
+ * opens an OpenMP team belongs in a worker: libgomp's thread pool does
+ * not survive fork, so the parent never starts one. */
+int  bm_worker_start(bm_worker **out, const bm_worker_ops *ops, const void *ctx, int inproc,
+                     char *err, size_t errlen);
+/* One repetition; out: rep_size bytes.  A worker that died gives -ECHILD
+ * and err says how (a signal, out of memory?). */
+int  bm_worker_rep(bm_worker *w, int ti, int r, void *out, char *err, size_t errlen);
+/* The summary (fin: fin_size bytes); the worker exits and w is freed,
+ * whatever the result. */
+int  bm_worker_finish(bm_worker *w, void *fin, char *err, size_t errlen);
+/* Ends a worker without its summary (on an error elsewhere); NULL ok. */
+void bm_worker_kill(bm_worker *w);
 
 #endif
