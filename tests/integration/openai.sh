@@ -181,7 +181,7 @@ gen = float(re.search(r'^fp8d:generation_tokens_total\{[^}]*\} (\S+)$', m, re.M)
 assert steps < gen, (steps, gen)"
 
 # ---- bad input: 4xx naming the field, then the daemon serves on -----------
-bad() {   # bad DESC STATUS FIELD BODY [PATH]
+bad_req() {   # bad_req DESC STATUS FIELD BODY [PATH] (not bad: lib.sh's, which check calls)
     d=$1; st=$2; f=$3; b=$4; p=${5:-/v1/completions}
     s=$(post "$p" "$b")
     check "$d: $st naming $f" py "
@@ -189,25 +189,25 @@ assert '$s' == '$st', ('$s', raw)
 e = j['error']
 assert '$f' in e['message'] and e['type'] and e['code'] and e['status'] == $st, e"
 }
-bad "malformed JSON" 400 "not valid JSON" '{"prompt": "a",'
-bad "body not an object" 400 "JSON object" '[1,2]'
-bad "prompt of the wrong type" 400 "prompt" '{"prompt": 5}'
-bad "max_tokens a string" 400 "max_tokens" '{"prompt": "a", "max_tokens": "ten"}'
-bad "negative max_tokens" 400 "max_tokens" '{"prompt": "a", "max_tokens": -1}'
-bad "huge max_tokens" 400 "max_tokens" '{"prompt": "a", "max_tokens": 100000000}'
-bad "temperature out of range" 400 "temperature" '{"prompt": "a", "temperature": 3}'
-bad "n too large" 400 "n must" '{"prompt": "a", "n": 1000}'
-bad "unknown model" 404 "no-such-model" '{"model": "no-such-model", "prompt": "a"}'
-bad "token id out of range" 400 "prompt[1]" '{"prompt": [1, 99999]}'
-bad "stop not strings" 400 "stop" '{"prompt": "a", "stop": [1]}'
-bad "penalties refused, not ignored" 400 "presence_penalty" '{"prompt": "a", "presence_penalty": 1}'
+bad_req "malformed JSON" 400 "not valid JSON" '{"prompt": "a",'
+bad_req "body not an object" 400 "JSON object" '[1,2]'
+bad_req "prompt of the wrong type" 400 "prompt" '{"prompt": 5}'
+bad_req "max_tokens a string" 400 "max_tokens" '{"prompt": "a", "max_tokens": "ten"}'
+bad_req "negative max_tokens" 400 "max_tokens" '{"prompt": "a", "max_tokens": -1}'
+bad_req "huge max_tokens" 400 "max_tokens" '{"prompt": "a", "max_tokens": 100000000}'
+bad_req "temperature out of range" 400 "temperature" '{"prompt": "a", "temperature": 3}'
+bad_req "n too large" 400 "n must" '{"prompt": "a", "n": 1000}'
+bad_req "unknown model" 404 "no-such-model" '{"model": "no-such-model", "prompt": "a"}'
+bad_req "token id out of range" 400 "prompt[1]" '{"prompt": [1, 99999]}'
+bad_req "stop not strings" 400 "stop" '{"prompt": "a", "stop": [1]}'
+bad_req "penalties refused, not ignored" 400 "presence_penalty" '{"prompt": "a", "presence_penalty": 1}'
 long=$(python3 -c "print(' '.join(['the'] * 900))")
-bad "over-long prompt" 400 "prompt has" "{\"prompt\": \"$long\"}"
-bad "chat without messages" 400 "messages" '{"max_tokens": 3}' /v1/chat/completions
-bad "chat bad role" 400 "messages[0].role" '{"messages": [{"role": "wizard", "content": "x"}]}' /v1/chat/completions
-bad "chat image part" 400 "messages[0].content[0]" '{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}' /v1/chat/completions
-bad "top_logprobs without logprobs" 400 "top_logprobs" '{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}' /v1/chat/completions
-bad "detokenize bad tokens" 400 "tokens" '{"tokens": "abc"}' /detokenize
+bad_req "over-long prompt" 400 "prompt has" "{\"prompt\": \"$long\"}"
+bad_req "chat without messages" 400 "messages" '{"max_tokens": 3}' /v1/chat/completions
+bad_req "chat bad role" 400 "messages[0].role" '{"messages": [{"role": "wizard", "content": "x"}]}' /v1/chat/completions
+bad_req "chat image part" 400 "messages[0].content[0]" '{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}' /v1/chat/completions
+bad_req "top_logprobs without logprobs" 400 "top_logprobs" '{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}' /v1/chat/completions
+bad_req "detokenize bad tokens" 400 "tokens" '{"tokens": "abc"}' /detokenize
 r=$(http GET /v1/completions)
 check "GET on a POST route: 405" sh -c "echo '$r' | grep -q '^405 '"
 s=$(post /v1/completions '{"prompt":"ROMEO:","max_tokens":12,"temperature":0}')
