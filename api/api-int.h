@@ -11,7 +11,7 @@
 #include <time.h>
 
 /* Route labels for metrics: the routes of the table plus "other". */
-#define API_N_ROUTE_LABELS 14
+#define API_N_ROUTE_LABELS 15
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
 #define API_N_STATUS (API_STATUS_MAX - API_STATUS_MIN + 1)
@@ -86,13 +86,19 @@ typedef int (*api__handler_fn)(api_service *svc, const char *body, size_t body_l
 typedef int (*api__call_fn)(api_service *svc, const api_request *rq, api_response *out,
                             api_call **call);
 
+/* GET and HEAD of a path below a prefix route: rest is what follows the
+ * prefix (not empty, not NUL-terminated, may hold '/'). */
+typedef int (*api__sub_fn)(api_service *svc, const char *rest, size_t rest_len,
+                           api_response *out);
+
 typedef struct api__route {
-    const char     *path;     /* exact match */
+    const char     *path;     /* exact match; a prefix when it ends in '/' */
     const char     *methods;  /* for the Allow header: "GET, HEAD" */
     api__handler_fn get;      /* GET and HEAD (the transport drops HEAD bodies) */
     api__handler_fn post;     /* NULL when the route has no POST */
     api__call_fn    post_call;/* POST answered later (inference); NULL when none */
     unsigned        scope;    /* API_SCOPE_* a key needs; 0 = open (livez, health) */
+    api__sub_fn     get_sub;  /* a prefix route's GET and HEAD; NULL for the others */
 } api__route;
 
 /* The route table (api_route.c); index i is also the metrics label i,
@@ -100,7 +106,12 @@ typedef struct api__route {
 extern const api__route api__routes[];
 extern const size_t     api__n_routes;
 
-/* Route index of path (without query), or -1. */
+/* Copies the first n bytes of s (at most len - 1, up to a NUL) into buf for
+ * an error message, control characters and non-ASCII bytes as '?'; buf. */
+const char *api__printable(char *buf, size_t len, const char *s, size_t n);
+
+/* Route index of path (without query), or -1: an exact route, or the
+ * prefix route path lies below. */
 int api__route_find(const char *path, size_t path_len);
 
 /* api_engine.c.  pin: the current engine, pinned for an api_call (call
@@ -123,6 +134,7 @@ int api__metrics(api_service *svc, const char *body, size_t body_len, api_respon
 int api__completions(api_service *svc, const api_request *rq, api_response *out, api_call **call);
 int api__chat(api_service *svc, const api_request *rq, api_response *out, api_call **call);
 int api__models(api_service *svc, const char *body, size_t body_len, api_response *out);
+int api__model_get(api_service *svc, const char *id, size_t id_len, api_response *out);
 int api__tokenize(api_service *svc, const char *body, size_t body_len, api_response *out);
 int api__detokenize(api_service *svc, const char *body, size_t body_len, api_response *out);
 int api__calibrate_get(api_service *svc, const char *body, size_t body_len, api_response *out);

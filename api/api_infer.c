@@ -600,32 +600,54 @@ fail:
     return error_out(out, &v);
 }
 
-/* ---- GET /v1/models ------------------------------------------------------- */
+/* ---- GET /v1/models, GET /v1/models/{id} --------------------------------- */
+
+/* The served model as OpenAI's model object, with llama.cpp's
+ * max_model_len and our meta (hash, FP8 mode, calibration epoch). */
+static json_t *model_object(api_service *svc)
+{
+    const eng_model_config *c = eng_model_get_config(eng_engine_model(svc->eng));
+    eng_calib_status cs;
+    json_t *meta;
+
+    eng_engine_calib_status(svc->eng, &cs);
+    meta = json_pack("{s:s, s:i, s:i, s:s, s:s, s:I}", "architecture", c->arch_name, "n_vocab",
+                     c->vocab_size, "n_ctx_train", c->max_pos, "model_hash", svc->model_hash,
+                     "fp8_mode", api__mode_name(cs.mode), "calibration_epoch",
+                     (json_int_t)cs.epoch);
+    return json_pack("{s:s, s:s, s:I, s:s, s:i, s:o}", "id", svc->model_name, "object", "model",
+                     "created", (json_int_t)svc->started_unix, "owned_by", "fp8d",
+                     "max_model_len", c->max_pos, "meta", meta);
+}
 
 int api__models(api_service *svc, const char *body, size_t body_len, api_response *out)
 {
-    const eng_model *m;
-    json_t *meta = json_null(), *o;
-    eng_engine_stats st = { 0 };
-    eng_calib_status cs;
+    int rc;
+
+    (void)body;
+    (void)body_len;
+    if ((rc = unavailable(svc, out)) != 0)
+        return rc < 0 ? rc : 0;
+    rc = api__json_reply(out, 200, json_pack("{s:s, s:[o]}", "object", "list", "data",
+                                             model_object(svc)));
+    api__fp8_headers(svc, out);
+    return rc;
+}
+
+int api__model_get(api_service *svc, const char *id, size_t id_len, api_response *out)
+{
+    char msg[400], shown[101];
     int rc;
 
     if ((rc = unavailable(svc, out)) != 0)
         return rc < 0 ? rc : 0;
-    m = eng_engine_model(svc->eng);
-    eng_engine_get_stats(svc->eng, &st);
-    eng_engine_calib_status(svc->eng, &cs);
-    meta = json_pack("{s:s, s:i, s:i, s:s, s:s, s:I}", "architecture",
-                     eng_model_get_config(m)->arch_name, "n_vocab",
-                     eng_model_get_config(m)->vocab_size, "n_ctx_train",
-                     eng_model_get_config(m)->max_pos, "model_hash", svc->model_hash,
-                     "fp8_mode", api__mode_name(cs.mode), "calibration_epoch",
-                     (json_int_t)cs.epoch);
-    o = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i, s:o}]}", "object", "list", "data",
-                  "id", svc->model_name, "object", "model", "created",
-                  (json_int_t)svc->started_unix, "owned_by", "fp8d", "max_model_len",
-                  eng_model_get_config(m)->max_pos, "meta", meta);
-    rc = api__json_reply(out, 200, o);
+    if (id_len != strlen(svc->model_name) || memcmp(id, svc->model_name, id_len) != 0) {
+        /* as /v1/completions answers an unknown "model" */
+        snprintf(msg, sizeof(msg), "model \"%s\" does not exist; this server serves \"%s\"",
+                 api__printable(shown, sizeof(shown), id, id_len), svc->model_name);
+        return api_error_response(out, 404, msg);
+    }
+    rc = api__json_reply(out, 200, model_object(svc));
     api__fp8_headers(svc, out);
     return rc;
 }

@@ -1,12 +1,14 @@
 /* api_route.c: the routing table and api_handle, the one entry point the
  * transport calls.  Adding an endpoint = one row here plus its handler.
- * Matching is exact on the path (the query string is ignored); an unknown
- * path is 404 whatever the method, a known path with the wrong method 405
- * with an Allow header. */
+ * Matching is exact on the path (the query string is ignored), except
+ * below a prefix route (its path ends in '/'); an unknown path is 404
+ * whatever the method, a known path with the wrong method 405 with an
+ * Allow header. */
 #include "config.h"
 
 #include "api/api-int.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -14,20 +16,23 @@
 #define SC_ANY (API_SCOPE_INFERENCE | API_SCOPE_METRICS)
 
 const api__route api__routes[] = {
-    { "/health",              "GET, HEAD", api__health,  NULL, NULL, 0 },
-    { "/v1/health",           "GET, HEAD", api__health,  NULL, NULL, 0 },
-    { "/livez",               "GET, HEAD", api__livez,   NULL, NULL, 0 },
-    { "/readyz",              "GET, HEAD", api__readyz,  NULL, NULL, SC_ANY },
-    { "/metrics",             "GET, HEAD", api__metrics, NULL, NULL, API_SCOPE_METRICS },
-    { "/v1/models",           "GET, HEAD", api__models,  NULL, NULL, API_SCOPE_INFERENCE },
-    { "/v1/completions",      "POST",      NULL, NULL, api__completions, API_SCOPE_INFERENCE },
-    { "/v1/chat/completions", "POST",      NULL, NULL, api__chat, API_SCOPE_INFERENCE },
-    { "/tokenize",            "POST",      NULL, api__tokenize, NULL, API_SCOPE_INFERENCE },
-    { "/detokenize",          "POST",      NULL, api__detokenize, NULL, API_SCOPE_INFERENCE },
+    { "/health",              "GET, HEAD", api__health,  NULL, NULL, 0, NULL },
+    { "/v1/health",           "GET, HEAD", api__health,  NULL, NULL, 0, NULL },
+    { "/livez",               "GET, HEAD", api__livez,   NULL, NULL, 0, NULL },
+    { "/readyz",              "GET, HEAD", api__readyz,  NULL, NULL, SC_ANY, NULL },
+    { "/metrics",             "GET, HEAD", api__metrics, NULL, NULL, API_SCOPE_METRICS, NULL },
+    { "/v1/models",           "GET, HEAD", api__models,  NULL, NULL, API_SCOPE_INFERENCE, NULL },
+    /* OpenAI's "retrieve model"; an id may hold '/' ("org/name") */
+    { "/v1/models/",          "GET, HEAD", NULL, NULL, NULL, API_SCOPE_INFERENCE, api__model_get },
+    { "/v1/completions",      "POST",      NULL, NULL, api__completions, API_SCOPE_INFERENCE,
+      NULL },
+    { "/v1/chat/completions", "POST",      NULL, NULL, api__chat, API_SCOPE_INFERENCE, NULL },
+    { "/tokenize",            "POST",      NULL, api__tokenize, NULL, API_SCOPE_INFERENCE, NULL },
+    { "/detokenize",          "POST",      NULL, api__detokenize, NULL, API_SCOPE_INFERENCE, NULL },
     { "/calibrate",           "GET, HEAD, POST", api__calibrate_get, api__calibrate_post, NULL,
-      API_SCOPE_ADMIN },
-    { "/calibrate/save",      "POST",      NULL, api__calibrate_save, NULL, API_SCOPE_ADMIN },
-    { "/calibrate/load",      "POST",      NULL, api__calibrate_load, NULL, API_SCOPE_ADMIN },
+      API_SCOPE_ADMIN, NULL },
+    { "/calibrate/save",      "POST",      NULL, api__calibrate_save, NULL, API_SCOPE_ADMIN, NULL },
+    { "/calibrate/load",      "POST",      NULL, api__calibrate_load, NULL, API_SCOPE_ADMIN, NULL },
 };
 const size_t api__n_routes = sizeof(api__routes) / sizeof(api__routes[0]);
 
@@ -36,10 +41,13 @@ _Static_assert(sizeof(api__routes) / sizeof(api__routes[0]) + 1 == API_N_ROUTE_L
 
 int api__route_find(const char *path, size_t path_len)
 {
-    for (size_t i = 0; i < api__n_routes; i++)
-        if (strlen(api__routes[i].path) == path_len &&
-            memcmp(api__routes[i].path, path, path_len) == 0)
+    for (size_t i = 0; i < api__n_routes; i++) {
+        size_t n = strlen(api__routes[i].path);
+        bool prefix = api__routes[i].path[n - 1] == '/';
+        if ((prefix ? n < path_len : n == path_len) &&
+            memcmp(api__routes[i].path, path, n) == 0)
             return (int)i;
+    }
     return -1;
 }
 
@@ -55,14 +63,13 @@ const char *api_route_label(const char *path)
     return i >= 0 ? api__routes[i].path : "other";
 }
 
-/* Copies s into buf for an error message, replacing control characters and
- * non-ASCII bytes with '?': the transport hands us percent-decoded paths,
- * which need not be valid UTF-8 (jansson refuses those). */
-static const char *printable(char *buf, size_t len, const char *s)
+/* The transport hands us percent-decoded paths, which need not be valid
+ * UTF-8 (jansson refuses those). */
+const char *api__printable(char *buf, size_t len, const char *s, size_t n)
 {
     size_t i = 0;
 
-    for (; s[i] != '\0' && i + 1 < len; i++)
+    for (; i < n && s[i] != '\0' && i + 1 < len; i++)
         buf[i] = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? '?' : s[i];
     buf[i] = '\0';
     return buf;
@@ -176,8 +183,9 @@ int api_handle_request(api_service *svc, const api_request *rq, api_response *ou
         return api_error_response(out, 400, "request has no method or path");
     i = api__route_find(rq->path, path_len_without_query(rq->path));
     if (i < 0) {
-        snprintf(msg, sizeof(msg), "no route for %s %s", printable(m, sizeof(m), rq->method),
-                 printable(p, sizeof(p), rq->path));
+        snprintf(msg, sizeof(msg), "no route for %s %s",
+                 api__printable(m, sizeof(m), rq->method, SIZE_MAX),
+                 api__printable(p, sizeof(p), rq->path, SIZE_MAX));
         return api_error_response(out, 404, msg);
     }
     r = &api__routes[i];
@@ -206,7 +214,8 @@ int api_handle_request(api_service *svc, const api_request *rq, api_response *ou
         add_cors(svc, rq, out);
         return rc;
     }
-    if (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0)
+    bool get = strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0;
+    if (get)
         fn = r->get;
     else if (strcmp(rq->method, "POST") == 0)
         fn = r->post;
@@ -214,9 +223,12 @@ int api_handle_request(api_service *svc, const api_request *rq, api_response *ou
     pthread_rwlock_rdlock(&svc->swap_lock);
     if (strcmp(rq->method, "POST") == 0 && r->post_call != NULL) {
         rc = r->post_call(svc, rq, out, call);
+    } else if (get && r->get_sub != NULL) {
+        size_t n = strlen(r->path);
+        rc = r->get_sub(svc, rq->path + n, path_len_without_query(rq->path) - n, out);
     } else if (fn == NULL) {
         snprintf(msg, sizeof(msg), "method %s not allowed on %s (allowed: %s)",
-                 printable(m, sizeof(m), rq->method), r->path, r->methods);
+                 api__printable(m, sizeof(m), rq->method, SIZE_MAX), r->path, r->methods);
         rc = api_error_response(out, 405, msg);
         api_response_add_header(out, "Allow", r->methods);
     } else {

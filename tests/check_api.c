@@ -244,6 +244,33 @@ START_TEST(test_route_labels_bounded)
     ck_assert_str_eq(api_route_label("/metrics?x"), "/metrics");
     ck_assert_str_eq(api_route_label("/v1/chat/anything"), "other");
     ck_assert_str_eq(api_route_label("/healthz"), "other");
+    /* one label for every id below the prefix route, none for the bare prefix */
+    ck_assert_str_eq(api_route_label("/v1/models"), "/v1/models");
+    ck_assert_str_eq(api_route_label("/v1/models/a"), "/v1/models/");
+    ck_assert_str_eq(api_route_label("/v1/models/org/name?x=1"), "/v1/models/");
+    ck_assert_str_eq(api_route_label("/v1/models/"), "other");
+    ck_assert_str_eq(api_route_label("/v1/models/?x"), "other");
+    ck_assert_str_eq(api_route_label("/v1/modelsx"), "other");
+}
+END_TEST
+
+/* GET /v1/models/{id}: below the prefix route, other methods 405 with its
+ * Allow; before a model is loaded 503 like every inference route. */
+START_TEST(test_model_retrieve_route)
+{
+    api_response r;
+
+    call("POST", "/v1/models/m", &r);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(header(&r, "Allow"), "GET, HEAD");
+    api_response_cleanup(&r);
+    call("GET", "/v1/models/m", &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(header(&r, "Retry-After"), "1");
+    api_response_cleanup(&r);
+    call("GET", "/v1/models/", &r);
+    ck_assert_int_eq(r.status, 404);
+    api_response_cleanup(&r);
 }
 END_TEST
 
@@ -606,6 +633,7 @@ static Suite *api_suite(void)
     tcase_add_test(routes, test_wrong_method_405_with_allow);
     tcase_add_test(routes, test_query_string_ignored_and_head_allowed);
     tcase_add_test(routes, test_route_labels_bounded);
+    tcase_add_test(routes, test_model_retrieve_route);
     suite_add_tcase(s, routes);
 
     tcase_add_test(errors, test_error_table_types_and_codes);

@@ -221,6 +221,16 @@ check "/v1/models lists the served model with its context" python3 -c "
 import json; j = json.loads('''$r''')
 d = j['data'][0]
 assert j['object'] == 'list' and d['id'] == 'shakespeare-tiny-bf16' and d['max_model_len'] == 512 and d['owned_by'] == 'fp8d', j"
+r1=$(curl -s -m 5 "$url/v1/models/shakespeare-tiny-bf16")
+check "GET /v1/models/{id}: the list's model object" python3 -c "
+import json; assert json.loads('''$r1''') == json.loads('''$r''')['data'][0], '''$r1'''"
+for id in no-such-model shakespeare-tiny-bf16x org/shakespeare-tiny-bf16; do
+    s=$(curl -s -m 5 -o "$work/out" -w '%{http_code}' "$url/v1/models/$id")
+    check "GET /v1/models/$id: 404 naming it and the served model" py "
+e = j['error']
+assert '$s' == '404' and e['type'] == 'not_found_error', ('$s', e)
+assert e['message'] == 'model \"$id\" does not exist; this server serves \"shakespeare-tiny-bf16\"', e"
+done
 
 kill -TERM "$daemon_pid"
 wait_exit "$daemon_pid"

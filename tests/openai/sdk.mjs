@@ -45,6 +45,15 @@ check('completion', cmpl.choices[0].text.length > 0 && cmpl.usage.completion_tok
 const models = await client.models.list();
 check('models.list', models.data.length === 1 && models.data[0].id === 'shakespeare-tiny-bf16',
       models.data);
+const model = await client.models.retrieve('shakespeare-tiny-bf16');
+check('models.retrieve', model.id === 'shakespeare-tiny-bf16' && model.object === 'model', model);
+try {
+    await client.models.retrieve('no-such-model');
+    check('models.retrieve of an unknown id throws', false, 'no exception');
+} catch (e) {
+    check('models.retrieve of an unknown id raises NotFoundError',
+          e instanceof OpenAI.NotFoundError && e.status === 404, { name: e.name, msg: e.message });
+}
 
 try {
     await client.chat.completions.create({ model: 'no-such-model', messages });
