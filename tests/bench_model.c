@@ -87,7 +87,8 @@
  *                       default: the exact f32 product)
  *   FP8D_BENCH_FP8      export (default: convert once to an FP8 directory,
  *                       measure it loaded fresh) or live (convert in the
- *                       measured process: its memory holds the BF16 model)
+ *                       measured process: its peak holds the BF16 model,
+ *                       which the conversion then drops from memory)
  *   FP8D_BENCH_DIR      parent of the temporary folder (default $TMPDIR, /tmp)
  *   FP8D_BENCH_KEEP=<dir>  write the models (and FP8 exports) into <dir>,
  *                       reused when present, never deleted
