@@ -57,12 +57,15 @@ def req(method, path, headers=None, body=None):
     return r.status, {k.lower(): v for k, v in r.getheaders()}, data
 
 def routes(src):
-    """The route table of api/api_route.c: (path, [methods], scope)."""
+    """The route table of api/api_route.c: (path, [methods], scope).  The
+    scope is a row's last field but one (get_sub follows it); a prefix
+    route (path ending in '/') is asked for a path below it."""
     text = open(src).read()
     table = text[text.index("api__routes[] = {"):]
     table = table[:table.index("\n};")]
-    rows = re.findall(r'\{\s*"(/[^"]*)",\s*"([^"]*)",[^{}]*?,\s*(\w+)\s*\}', table)
-    return [(p, [m.strip() for m in ms.split(",")], sc) for p, ms, sc in rows]
+    rows = re.findall(r'\{\s*"(/[^"]*)",\s*"([^"]*)",[^{}]*?,\s*(\w+),\s*\w+\s*\}', table)
+    return [(p + "x" if p.endswith("/") else p, [m.strip() for m in ms.split(",")], sc)
+            for p, ms, sc in rows]
 
 def error_shape(data, status, typ):
     try:
