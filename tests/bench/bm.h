@@ -115,7 +115,8 @@ typedef struct bm_worker bm_worker;
 /* Forks a worker and waits until its open returned; ctx is read in the
  * child only (it must stay valid until then, no longer).  Everything that
  * opens an OpenMP team belongs in a worker: libgomp's thread pool does
- * not survive fork, so the parent never starts one. */
+ * not survive fork, so the parent never starts one.  Sets SIGPIPE to
+ * SIG_IGN in this process (a dead worker's pipe then gives EPIPE). */
 int  bm_worker_start(bm_worker **out, const bm_worker_ops *ops, const void *ctx, int inproc,
                      char *err, size_t errlen);
 /* One repetition; out: rep_size bytes.  A worker that died gives -ECHILD

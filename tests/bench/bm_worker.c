@@ -142,6 +142,9 @@ int bm_worker_start(bm_worker **out, const bm_worker_ops *ops, const void *ctx, 
         return -ENOMEM;
     }
     w->ops = ops;
+    /* A worker that died between two commands must show as EPIPE on the
+     * next one, not kill this process with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     if (inproc) {   /* debugging: no fork */
         if ((rc = ops->open(ctx, &w->state, err, errlen)) < 0) {
             free(w);
@@ -198,8 +201,10 @@ int bm_worker_rep(bm_worker *w, int ti, int r, void *out, char *err, size_t errl
         return -ECHILD;
     }
     if (write_full(w->to, &c, sizeof(c)) < 0) {
-        snprintf(err, errlen, "the worker does not listen");
-        return -EPIPE;
+        /* it died since its last answer: its pipe is at EOF, and answer
+         * reaps it and says how */
+        int rc = answer(w, NULL, 0, err, errlen);
+        return rc < 0 ? rc : -EPIPE;
     }
     return answer(w, out, w->ops->rep_size, err, errlen);
 }
