@@ -191,7 +191,6 @@ static void avx_axpy(float *y, float a, const float *x, size_t n)
     }
 }
 
-/* Lanes of a 16-float vector at offset c of n values (0 past the end). */
 /* exp(x), 16 lanes: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in
  * two parts, the high one exact for |n| < 2^10), e^r by its Taylor series
  * to degree 7 (truncation under 2^-27 relative), 2^n applied by vscalefps
@@ -246,7 +245,7 @@ static void avx_rmsnorm(float *y, const float *x, const float *w, size_t n, floa
             s[j] = _mm512_fmadd_pd(v, v, s[j]);
         }
     for (; i < n; i += 8) {
-        __mmask8 mk = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
+        __mmask8 mk = (__mmask8)kn__mask16(n, i);   /* its low 8 lanes */
         __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, x + i));
         s[0] = _mm512_fmadd_pd(v, v, s[0]);
     }

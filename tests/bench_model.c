@@ -932,7 +932,8 @@ static int run_phase(int phase, const config_ctx *cc, int *on, mode_runs *mr, do
 
     for (int m = 0; m < BM_N_MODES; m++) {
         char *e = phase ? mr[m].s.err : mr[m].d.err;
-        if (on[m] && bm_worker_start(&w[m], ops, &cc[m], inproc, e, 256) < 0) {
+        size_t el = phase ? sizeof(mr[m].s.err) : sizeof(mr[m].d.err);
+        if (on[m] && bm_worker_start(&w[m], ops, &cc[m], inproc, e, el) < 0) {
             fprintf(stderr, "bench_model: %s %s%s: %s\n", cc[m].sh->name, bm_mode_name[m],
                     phase ? " (scheduler)" : "", e);
             on[m] = 0;
@@ -956,9 +957,10 @@ static int run_phase(int phase, const config_ctx *cc, int *on, mode_runs *mr, do
             for (int m = 0; m < BM_N_MODES; m++) {
                 double x[BM_N_PHASES];
                 char *e = phase ? mr[m].s.err : mr[m].d.err;
+                size_t el = phase ? sizeof(mr[m].s.err) : sizeof(mr[m].d.err);
                 if (w[m] == NULL)
                     continue;
-                if (bm_worker_rep(w[m], ti, r, x, e, 256) < 0) {
+                if (bm_worker_rep(w[m], ti, r, x, e, el) < 0) {
                     fprintf(stderr, "bench_model: %s %s%s: %s\n", cc[m].sh->name,
                             bm_mode_name[m], phase ? " (scheduler)" : "", e);
                     bm_worker_kill(w[m]);

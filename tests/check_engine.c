@@ -668,6 +668,7 @@ START_TEST(test_model_logits_batch_and_cache)
         eng_seq *sb[NB];
         eng_batch_item ib[NB];
         float *ob = malloc((size_t)NB * V * 4);
+        ck_assert_ptr_nonnull(ob);
         for (int b = 0; b < NB; b++) {
             sb[b] = eng_seq_new(m, n1 > n2 ? n1 : n2);
             ib[b] = (eng_batch_item){sb[b], b % 2 ? id2->data : id1->data, b % 2 ? n2 : n1,
@@ -690,6 +691,7 @@ START_TEST(test_model_logits_batch_and_cache)
         {
             eng_seq *sm[5];
             float *om = malloc((size_t)(n2 + 3) * V * 4);
+            ck_assert_ptr_nonnull(om);
             for (int b = 0; b < 5; b++)
                 sm[b] = eng_seq_new(m, n1 > n2 ? n1 : n2);
             eng_batch_item im[5] = {
